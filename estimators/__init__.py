@@ -1,0 +1,5 @@
+"""Monte Carlo estimators of VAE aggregate-posterior quantities, and their exact references."""
+from .kernels import log_mixture, log_mixture_marginals, log_normal_dim_matrix, log_normal_matrix
+from .posteriors import Posteriors, load_posteriors, save_posteriors
+
+__version__ = "0.1.0"
