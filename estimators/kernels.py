@@ -31,6 +31,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import native
 from ._checks import check_points
 
 __all__ = [
@@ -183,11 +184,15 @@ def _lse_blocks_backward(A: Tensor, C: Tensor, out: Tensor, grad: Tensor, block_
 
 
 class _StreamedLSE(torch.autograd.Function):
-    """out[g, i] = logsumexp_n (A[g] @ C[g].T)[i, n], memory-bounded forward and backward."""
+    """out[g, i] = logsumexp_n (A[g] @ C[g].T)[i, n], memory-bounded forward and backward.
+
+    ``precomputed`` is the forward value from the fused C kernel when it ran; the backward pass
+    always recomputes blocks in torch.
+    """
 
     @staticmethod
-    def forward(ctx, A: Tensor, C: Tensor, block_bytes: int) -> Tensor:
-        out = _lse_blocks(A, C, block_bytes)
+    def forward(ctx, A: Tensor, C: Tensor, block_bytes: int, precomputed: Tensor | None) -> Tensor:
+        out = _lse_blocks(A, C, block_bytes) if precomputed is None else precomputed.to(A.dtype)
         ctx.save_for_backward(A, C, out)
         ctx.block_bytes = block_bytes
         return out
@@ -196,7 +201,7 @@ class _StreamedLSE(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         A, C, out = ctx.saved_tensors
         grad_A, grad_C = _lse_blocks_backward(A, C, out, grad, ctx.block_bytes)
-        return grad_A, grad_C, None
+        return grad_A, grad_C, None, None
 
 
 def _check_log_weights(log_weights: Tensor | None, N: int) -> Tensor | None:
@@ -210,8 +215,22 @@ def _check_log_weights(log_weights: Tensor | None, N: int) -> Tensor | None:
     return log_weights
 
 
+def _native_forward(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None,
+                    marginals: bool, use_native: bool) -> Tensor | None:
+    """Forward value from the fused C kernel (see ``estimators/native``), or None to use torch."""
+    if not use_native:
+        return None
+    if log_weights is not None:
+        keep = torch.isfinite(log_weights)  # the C kernel assumes finite values: drop zero weights
+        if not bool(keep.all()):
+            if not bool(keep.any()):
+                return None
+            mu, logvar, log_weights = mu[keep], logvar[keep], log_weights[keep]
+    return native.mixture_lse(z, mu, logvar, log_weights, marginals)
+
+
 def log_mixture(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *,
-                block_bytes: int = DEFAULT_BLOCK_BYTES) -> Tensor:
+                block_bytes: int = DEFAULT_BLOCK_BYTES, use_native: bool = True) -> Tensor:
     r"""log sum_n w_n Normal(z_i; mu_n, diag exp(logvar_n)) for every query point, streamed.
 
     With ``log_weights=None`` the weights are 1 (a plain logsumexp over components); pass
@@ -225,7 +244,9 @@ def log_mixture(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | Non
         z: query points, (Q, D), float32 or float64.
         mu, logvar: the N components, (N, D).
         log_weights: optional (N,) log mixture weights.
-        block_bytes: memory budget of one block.
+        block_bytes: memory budget of one block (torch path and backward pass).
+        use_native: run the forward pass in the fused C kernel when it is available (CPU tensors);
+            False forces the pure-torch path.
     Returns:
         (Q,) tensor in the inputs' dtype.
 
@@ -237,12 +258,14 @@ def log_mixture(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | Non
     """
     z, mu, logvar = check_points(z, mu, logvar)
     log_weights = _check_log_weights(log_weights, mu.shape[0])
+    fast = _native_forward(z, mu, logvar, log_weights, False, use_native)
     A, C = _joint_features(z, mu, logvar, log_weights)
-    return _StreamedLSE.apply(A[None], C[None], block_bytes)[0].to(z.dtype)
+    fast = None if fast is None else fast[None]
+    return _StreamedLSE.apply(A[None], C[None], block_bytes, fast)[0].to(z.dtype)
 
 
 def log_mixture_marginals(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *,
-                          block_bytes: int = DEFAULT_BLOCK_BYTES) -> Tensor:
+                          block_bytes: int = DEFAULT_BLOCK_BYTES, use_native: bool = True) -> Tensor:
     r"""log sum_n w_n Normal(z_id; mu_nd, exp(logvar_nd)) for every point and dimension, streamed.
 
     The D one-dimensional marginals of the mixture at once; same contract as :func:`log_mixture`.
@@ -252,5 +275,7 @@ def log_mixture_marginals(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Te
     """
     z, mu, logvar = check_points(z, mu, logvar)
     log_weights = _check_log_weights(log_weights, mu.shape[0])
+    fast = _native_forward(z, mu, logvar, log_weights, True, use_native)
     A, C = _dim_features(z, mu, logvar, log_weights)
-    return _StreamedLSE.apply(A, C, block_bytes).T.to(z.dtype)
+    fast = None if fast is None else fast.T
+    return _StreamedLSE.apply(A, C, block_bytes, fast).T.to(z.dtype)

@@ -1,0 +1,165 @@
+"""Kernels against an independent brute-force float64 loop (numpy, one component at a time)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from estimators import native
+from estimators.kernels import log_mixture, log_mixture_marginals, log_normal_dim_matrix, log_normal_matrix
+
+PATHS = [pytest.param(True, id="native"), pytest.param(False, id="torch")]
+
+
+def brute_force(z, mu, logvar, log_weights=None):
+    """log sum_n w_n N(z; mu_n, var_n), joint and per dimension, by a loop over n with np.logaddexp."""
+    z, mu, logvar = (np.asarray(t, dtype=np.float64) for t in (z, mu, logvar))
+    lw = np.zeros(len(mu)) if log_weights is None else np.asarray(log_weights, dtype=np.float64)
+    joint = np.full(len(z), -np.inf)
+    dims = np.full(z.shape, -np.inf)
+    for n in range(len(mu)):
+        per_dim = -0.5 * (math.log(2 * math.pi) + logvar[n] + (z - mu[n]) ** 2 / np.exp(logvar[n]))
+        joint = np.logaddexp(joint, per_dim.sum(1) + lw[n])
+        dims = np.logaddexp(dims, per_dim + lw[n])
+    return joint, dims
+
+
+def field(N, D, Q, seed, logvar_range=(-3.0, 1.0), spread=2.0):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(N, D, generator=g, dtype=torch.float64) * spread
+    lo, hi = logvar_range
+    logvar = lo + (hi - lo) * torch.rand(N, D, generator=g, dtype=torch.float64)
+    idx = torch.randint(N, (Q,), generator=g)
+    z = mu[idx] + torch.randn(Q, D, generator=g, dtype=torch.float64) * torch.exp(0.5 * logvar[idx])
+    return z, mu, logvar
+
+
+def test_native_kernel_builds():
+    if native.get() is None:
+        pytest.skip(f"native kernel unavailable: {native.unavailable_reason()}")
+    assert set(native.get()) == {torch.float32, torch.float64}
+
+
+@pytest.mark.parametrize("use_native", PATHS)
+@pytest.mark.parametrize("block_bytes", [2**10, 2**24])  # tiny blocks force row and column chunking
+def test_float64_matches_brute_force(use_native, block_bytes):
+    z, mu, logvar = field(N=300, D=5, Q=70, seed=1)
+    want_joint, want_dims = brute_force(z, mu, logvar)
+    joint = log_mixture(z, mu, logvar, block_bytes=block_bytes, use_native=use_native)
+    dims = log_mixture_marginals(z, mu, logvar, block_bytes=block_bytes, use_native=use_native)
+    assert joint.dtype == dims.dtype == torch.float64
+    np.testing.assert_allclose(joint.numpy(), want_joint, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(dims.numpy(), want_dims, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("use_native", PATHS)
+def test_sharp_posteriors_float64(use_native):
+    # logvar down to -20: the matrix-product form must not cancel (float64 accumulation + centring)
+    z, mu, logvar = field(N=200, D=4, Q=50, seed=2, logvar_range=(-20.0, -8.0), spread=1.0)
+    want_joint, want_dims = brute_force(z, mu, logvar)
+    joint = log_mixture(z, mu, logvar, use_native=use_native)
+    dims = log_mixture_marginals(z, mu, logvar, use_native=use_native)
+    # absolute error of the matrix-product form is ~ eps64 * max(z^2 / var): documented bound
+    scale = 1.0 if use_native else float(((z.abs().max() + mu.abs().max()) ** 2 * torch.exp(-logvar).max()))
+    np.testing.assert_allclose(joint.numpy(), want_joint, rtol=0, atol=1e-10 * max(scale * 1e-6, 1.0))
+    np.testing.assert_allclose(dims.numpy(), want_dims, rtol=0, atol=1e-10 * max(scale * 1e-6, 1.0))
+
+
+@pytest.mark.parametrize("use_native", PATHS)
+def test_float32_wide_span(use_native):
+    # log-densities spanning ~1e4 nats: far-apart means, sharp and broad components
+    z, mu, logvar = field(N=400, D=6, Q=80, seed=3, logvar_range=(-12.0, 2.0), spread=3.0)
+    z = torch.cat([z, z[:10] + 30.0])  # queries far from every component
+    want_joint, want_dims = brute_force(z.float(), mu.float(), logvar.float())
+    L = log_normal_matrix(z, mu, logvar)
+    assert float(L.max() - L.min()) > 1e4  # the component log-densities span over 1e4 nats
+    joint = log_mixture(z.float(), mu.float(), logvar.float(), use_native=use_native)
+    dims = log_mixture_marginals(z.float(), mu.float(), logvar.float(), use_native=use_native)
+    assert joint.dtype == dims.dtype == torch.float32
+    assert torch.isfinite(joint).all() and torch.isfinite(dims).all()
+    # relative to the magnitude of the value: float32 carries ~7 digits
+    tol = 1e-3 * np.maximum(1.0, np.abs(want_joint) / 1e3)
+    assert np.all(np.abs(joint.double().numpy() - want_joint) <= tol)
+    tol_d = 1e-3 * np.maximum(1.0, np.abs(want_dims) / 1e3)
+    assert np.all(np.abs(dims.double().numpy() - want_dims) <= tol_d)
+
+
+@pytest.mark.parametrize("use_native", PATHS)
+def test_log_weights_including_zero_weights(use_native):
+    z, mu, logvar = field(N=60, D=3, Q=20, seed=4)
+    lw = torch.randn(60, dtype=torch.float64)
+    lw[::7] = -math.inf
+    want_joint, want_dims = brute_force(z, mu, logvar, lw)
+    np.testing.assert_allclose(log_mixture(z, mu, logvar, lw, use_native=use_native).numpy(), want_joint, atol=1e-10)
+    np.testing.assert_allclose(log_mixture_marginals(z, mu, logvar, lw, use_native=use_native).numpy(),
+                               want_dims, atol=1e-10)
+
+
+def test_matrices_match_brute_force():
+    z, mu, logvar = field(N=40, D=3, Q=15, seed=5)
+    L = log_normal_matrix(z, mu, logvar)
+    for n in range(40):
+        want, _ = brute_force(z, mu[n:n + 1], logvar[n:n + 1])
+        np.testing.assert_allclose(L[:, n].numpy(), want, atol=1e-10)
+    for d in range(3):
+        Ld = log_normal_dim_matrix(z[:, d], mu[:, d], logvar[:, d])
+        want = -0.5 * (math.log(2 * math.pi) + logvar[None, :, d] + (z[:, None, d] - mu[None, :, d]) ** 2
+                       / torch.exp(logvar[None, :, d]))
+        np.testing.assert_allclose(Ld.numpy(), want.numpy(), atol=1e-12)
+    assert torch.allclose(L, log_normal_dim_matrix(z[:, 0], mu[:, 0], logvar[:, 0])
+                          + log_normal_dim_matrix(z[:, 1], mu[:, 1], logvar[:, 1])
+                          + log_normal_dim_matrix(z[:, 2], mu[:, 2], logvar[:, 2]), atol=1e-10)
+
+
+@pytest.mark.parametrize("use_native", PATHS)
+def test_gradcheck(use_native):
+    z, mu, logvar = field(N=7, D=2, Q=4, seed=6)
+    lw = torch.randn(7, dtype=torch.float64)
+    args = [t.clone().requires_grad_() for t in (z, mu, logvar, lw)]
+    for fn in (log_mixture, log_mixture_marginals):
+        assert torch.autograd.gradcheck(
+            lambda *a: fn(*a, block_bytes=64, use_native=use_native), args, eps=1e-6, atol=1e-7)
+
+
+def test_gradient_matches_autograd_of_brute_force():
+    z, mu, logvar = field(N=50, D=3, Q=12, seed=7)
+    args = [t.clone().requires_grad_() for t in (z, mu, logvar)]
+    weights = torch.linspace(-1, 1, 12, dtype=torch.float64)
+    (weights * log_mixture(*args, block_bytes=256)).sum().backward()
+    got = [a.grad for a in args]
+    ref = [t.clone().requires_grad_() for t in (z, mu, logvar)]
+    L = -0.5 * (math.log(2 * math.pi) + ref[2][None] + (ref[0][:, None] - ref[1][None]) ** 2 / torch.exp(ref[2])[None])
+    (weights * torch.logsumexp(L.sum(2), 1)).sum().backward()
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r.grad, rtol=1e-9, atol=1e-11)
+
+
+def test_reduced_matmul_precision_setting_does_not_leak_in():
+    z, mu, logvar = field(N=100, D=8, Q=30, seed=8, logvar_range=(-12.0, -8.0))
+    want = log_mixture(z.float(), mu.float(), logvar.float(), use_native=False)
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        got = log_mixture(z.float(), mu.float(), logvar.float(), use_native=False)
+    finally:
+        torch.set_float32_matmul_precision(old)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fn", [log_mixture, log_mixture_marginals])
+def test_bad_inputs_name_the_argument(fn):
+    z, mu, logvar = field(N=10, D=3, Q=4, seed=9)
+    with pytest.raises(ValueError, match="z has 2 latent dimensions"):
+        fn(z[:, :2], mu, logvar)
+    with pytest.raises(ValueError, match="mu and logvar must have the same shape"):
+        fn(z, mu, logvar[:5])
+    bad = mu.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="mu holds 1 non-finite"):
+        fn(z, bad, logvar)
+    with pytest.raises(ValueError, match="z must be 2-dimensional"):
+        fn(z[0], mu, logvar)
+    with pytest.raises(TypeError, match="logvar must have a floating dtype"):
+        fn(z, mu, logvar.long())
+    with pytest.raises(ValueError, match="log_weights must be a tensor of shape"):
+        fn(z, mu, logvar, torch.zeros(9, dtype=torch.float64))
