@@ -1,5 +1,7 @@
 """Monte Carlo estimators of VAE aggregate-posterior quantities, and their exact references."""
 from .kernels import log_mixture, log_mixture_marginals, log_normal_dim_matrix, log_normal_matrix
 from .posteriors import Posteriors, load_posteriors, save_posteriors
+from .references import exact_references
+from .scenarios import SCENARIOS, make_scenario
 
 __version__ = "0.1.0"
