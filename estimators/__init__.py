@@ -3,6 +3,9 @@ from .kernels import log_mixture, log_mixture_marginals, log_normal_dim_matrix, 
 from .posteriors import Posteriors, load_posteriors, save_posteriors
 from .references import exact_references
 from .scenarios import SCENARIOS, make_scenario
+from .log_qz import log_aggregate_posterior
+from .registry import ESTIMATORS
+from .decompose import QUANTITIES, decompose
 from .iwae import iwae_bound, iwae_jackknife
 
 __version__ = "0.1.0"
