@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/env.sh
-exec .venv/bin/python -m estimators exact gaussian "$@"
+exec .venv/bin/python -m estimators bench --preset standard "$@"
