@@ -192,7 +192,9 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="standard",
             description="the README's main job (under 10 minutes on 2 cores)",
-            scenarios=_specs(_CORE, N=2048, D=5) + (ScenarioSpec("vae-digits", separation=0.5),),
+            # plus a well-separated field (mi near log N), where naive is capped at log B
+            scenarios=(_specs(_CORE, N=2048, D=5) + _specs(("gaussian",), N=2048, D=5, separations=(0.9,))
+                       + (ScenarioSpec("vae-digits", separation=0.5),)),
             batch_sizes=(8, 32, 128, 512),
             k=(16, 256),
             replicates=48,
