@@ -6,7 +6,8 @@ For query points z (Q, D) and N components Normal(mu_n, diag exp(logvar_n)):
 * :func:`log_normal_dim_matrix` -- the (Q, N) matrix of one dimension d, L_ind,
 * :func:`log_mixture` -- logsumexp_n (L_in + log w_n), streamed: memory is bounded by a block budget,
   never Q x N (let alone Q x N x D),
-* :func:`log_mixture_marginals` -- the same for every 1-D marginal at once, (Q, D).
+* :func:`log_mixture_marginals` -- the same for every 1-D marginal at once, (Q, D),
+* :func:`log_weighted_sum` -- logsumexp_n (L_in + log W_in) with a row-specific (Q, N) weight matrix.
 
 Numerics (see PERF.md):
 
@@ -39,6 +40,7 @@ __all__ = [
     "log_normal_dim_matrix",
     "log_mixture",
     "log_mixture_marginals",
+    "log_weighted_sum",
     "DEFAULT_BLOCK_BYTES",
 ]
 
@@ -130,11 +132,11 @@ def _block_sizes(Q: int, N: int, per_element: int, block_bytes: int) -> tuple[in
     return rows, cols
 
 
-def _lse_blocks(A: Tensor, C: Tensor, block_bytes: int) -> Tensor:
-    """logsumexp over the last axis of A @ C^T (batched over a leading axis), block by block.
+def _lse_blocks(A: Tensor, C: Tensor, block_bytes: int, bias: Tensor | None = None) -> Tensor:
+    """logsumexp over the last axis of A @ C^T (+ bias), batched over a leading axis, block by block.
 
-    A: (G, Q, K), C: (G, N, K) -> (G, Q). Online (running max, running sum) merge across column
-    chunks; in-place exp on each block.
+    A: (G, Q, K), C: (G, N, K), optional bias (Q, N) added to every group -> (G, Q). Online
+    (running max, running sum) merge across column chunks; in-place exp on each block.
     """
     G, Q, _ = A.shape
     N = C.shape[1]
@@ -146,7 +148,9 @@ def _lse_blocks(A: Tensor, C: Tensor, block_bytes: int) -> Tensor:
         run_max = run_sum = None
         for c0 in range(0, N, cols):
             L = torch.bmm(a, Ct[:, :, c0:c0 + cols])  # (G, r, c)
-            m = L.amax(dim=2, keepdim=True)
+            if bias is not None:
+                L.add_(bias[r0:r0 + rows, c0:c0 + cols])
+            m = L.amax(dim=2, keepdim=True).clamp_(min=torch.finfo(L.dtype).min)  # all -inf: no NaN
             if run_max is not None:
                 new_max = torch.maximum(run_max, m)
                 run_sum = run_sum * torch.exp(run_max - new_max)
@@ -159,7 +163,8 @@ def _lse_blocks(A: Tensor, C: Tensor, block_bytes: int) -> Tensor:
     return out
 
 
-def _lse_blocks_backward(A: Tensor, C: Tensor, out: Tensor, grad: Tensor, block_bytes: int) -> tuple[Tensor, Tensor]:
+def _lse_blocks_backward(A: Tensor, C: Tensor, out: Tensor, grad: Tensor, block_bytes: int,
+                         bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Gradients of sum(grad * lse(A @ C^T)) w.r.t. A and C, recomputing each block.
 
     d out_i / d L_in is the responsibility r_in = exp(L_in - out_i), so with G = grad * r:
@@ -177,6 +182,8 @@ def _lse_blocks_backward(A: Tensor, C: Tensor, out: Tensor, grad: Tensor, block_
         g = grad[:, r0:r0 + rows, None]
         for c0 in range(0, N, cols):
             W = torch.bmm(a, Ct[:, :, c0:c0 + cols])
+            if bias is not None:
+                W.add_(bias[r0:r0 + rows, c0:c0 + cols])
             W.sub_(shift).clamp_(min=CLAMP).exp_().mul_(g)  # (G, r, c) weighted responsibilities
             grad_A[:, r0:r0 + rows] += torch.bmm(W, C[:, c0:c0 + cols])
             grad_C[:, c0:c0 + cols] += torch.bmm(W.transpose(1, 2), a)
@@ -191,17 +198,18 @@ class _StreamedLSE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, A: Tensor, C: Tensor, block_bytes: int, precomputed: Tensor | None) -> Tensor:
-        out = _lse_blocks(A, C, block_bytes) if precomputed is None else precomputed.to(A.dtype)
+    def forward(ctx, A: Tensor, C: Tensor, block_bytes: int, precomputed: Tensor | None,
+                bias: Tensor | None = None) -> Tensor:
+        out = _lse_blocks(A, C, block_bytes, bias) if precomputed is None else precomputed.to(A.dtype)
         ctx.save_for_backward(A, C, out)
-        ctx.block_bytes = block_bytes
+        ctx.block_bytes, ctx.bias = block_bytes, bias
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         A, C, out = ctx.saved_tensors
-        grad_A, grad_C = _lse_blocks_backward(A, C, out, grad, ctx.block_bytes)
-        return grad_A, grad_C, None, None
+        grad_A, grad_C = _lse_blocks_backward(A, C, out, grad, ctx.block_bytes, ctx.bias)
+        return grad_A, grad_C, None, None, None
 
 
 def _check_log_weights(log_weights: Tensor | None, N: int) -> Tensor | None:
@@ -262,6 +270,33 @@ def log_mixture(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | Non
     A, C = _joint_features(z, mu, logvar, log_weights)
     fast = None if fast is None else fast[None]
     return _StreamedLSE.apply(A[None], C[None], block_bytes, fast)[0].to(z.dtype)
+
+
+def log_weighted_sum(z: Tensor, mu: Tensor, logvar: Tensor, log_weight_matrix: Tensor | None = None, *,
+                     block_bytes: int = DEFAULT_BLOCK_BYTES, use_native: bool = True) -> Tensor:
+    r"""out_i = logsumexp_n (L_in + log_weight_matrix[i, n]): a row-specific weighted mixture, streamed.
+
+    The joint log-densities L_in of :func:`log_normal_matrix` with an additive (Q, N) matrix of log
+    weights (e.g. the minibatch estimators' importance weights, -inf for a zero weight), reduced block
+    by block without ever holding L whole. The weights are constants (no gradient flows to them);
+    differentiable in z, mu and logvar, with the same memory-bounded backward as :func:`log_mixture`.
+
+    Args:
+        z: (Q, D); mu, logvar: (N, D); log_weight_matrix: (Q, N) or None.
+    Returns:
+        (Q,) tensor in the inputs' dtype.
+    """
+    z, mu, logvar = check_points(z, mu, logvar)
+    bias = None
+    if log_weight_matrix is not None:
+        if not isinstance(log_weight_matrix, Tensor) or log_weight_matrix.shape != (z.shape[0], mu.shape[0]):
+            shape = tuple(log_weight_matrix.shape) if isinstance(log_weight_matrix, Tensor) else type(log_weight_matrix).__name__
+            raise ValueError(f"log_weight_matrix must have shape (Q, N) = ({z.shape[0]}, {mu.shape[0]}), got {shape}")
+        bias = log_weight_matrix.detach()  # added block by block into the float64 blocks (no full copy)
+    fast = native.mixture_lse(z, mu, logvar, None, False, bias) if use_native else None
+    A, C = _joint_features(z, mu, logvar, None)
+    fast = None if fast is None else fast[None]
+    return _StreamedLSE.apply(A[None], C[None], block_bytes, fast, bias)[0].to(z.dtype)
 
 
 def log_mixture_marginals(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *,

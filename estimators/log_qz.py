@@ -77,59 +77,6 @@ def _lse_(block: Tensor, clamp: float) -> Tensor:
     return m.squeeze(-1) + block.sum(-1).log_()
 
 
-def _row_chunks(Q: int, width: int):
-    rows = max(1, BLOCK_ELEMENTS // max(1, width))
-    for r0 in range(0, Q, rows):
-        yield r0, min(Q, r0 + rows)
-
-
-class _JointWeightedLSE(torch.autograd.Function):
-    """out_i = LSE_j (L_ij + scale * log_w_ij) with L = kernels.log_normal_matrix(z, mu, logvar).
-
-    L is built a block of rows at a time and never held whole: no B x B allocation (fresh large
-    buffers cost page faults), forward or backward. The backward pass recomputes each block through
-    log_normal_matrix's own autograd with the responsibilities as output gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, z: Tensor, mu: Tensor, logvar: Tensor, log_w: Tensor | None, scale: float) -> Tensor:
-        Q, N = z.shape[0], mu.shape[0]
-        clamp = _clamp_for(z.dtype)
-        out = z.new_empty(Q)
-        for r0, r1 in _row_chunks(Q, N):
-            block = kernels.log_normal_matrix(z[r0:r1], mu, logvar)
-            if log_w is not None:
-                block.add_(log_w[r0:r1], alpha=scale)
-            out[r0:r1] = _lse_(block, clamp)
-        ctx.save_for_backward(z, mu, logvar, out)
-        ctx.log_w, ctx.scale = log_w, scale
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        z, mu, logvar, out = ctx.saved_tensors
-        log_w, scale = ctx.log_w, ctx.scale
-        Q, N = z.shape[0], mu.shape[0]
-        clamp = _clamp_for(z.dtype)
-        gz, gmu, glv = torch.zeros_like(z), torch.zeros_like(mu), torch.zeros_like(logvar)
-        mu_, lv_ = mu.detach().requires_grad_(), logvar.detach().requires_grad_()
-        for r0, r1 in _row_chunks(Q, N):
-            z_ = z[r0:r1].detach().requires_grad_()
-            with torch.enable_grad():
-                block = kernels.log_normal_matrix(z_, mu_, lv_)
-            # d out_i / d L_ij is the responsibility exp(L_ij + log w_ij - out_i)
-            resp = block.detach().clone()
-            if log_w is not None:
-                resp.add_(log_w[r0:r1], alpha=scale)
-            resp.sub_(out[r0:r1, None]).clamp_(min=clamp).exp_().mul_(grad[r0:r1, None])
-            dz, dmu, dlv = torch.autograd.grad(block, (z_, mu_, lv_), resp)
-            gz[r0:r1] = dz
-            gmu += dmu
-            glv += dlv
-        return gz, gmu, glv, None, None
-
-
 def _dim_chunks(D: int, Q: int, N: int):
     """(d0, d1, r0, r1) blocks of about BLOCK_ELEMENTS elements of the (D, Q, N) per-dimension tensor."""
     rows = max(1, BLOCK_ELEMENTS // max(1, N))
@@ -193,7 +140,9 @@ class _DimWeightedLSE(torch.autograd.Function):
 def _minibatch(z: Tensor, mu: Tensor, logvar: Tensor, log_w: Tensor | None, *, offset: float = 0.0,
                joint_scale: float = 1.0, marginals: bool = True) -> tuple[Tensor, Tensor | None]:
     """LSE_j (L_ij + joint_scale log w_ij) + offset and LSE_j (L_ijd + log w_ij) + offset."""
-    log_qz = _JointWeightedLSE.apply(z, mu, logvar, log_w, joint_scale)
+    joint_w = log_w * joint_scale if log_w is not None and joint_scale != 1.0 else log_w
+    # the joint never needs a B x B x D tensor: the streamed matrix-product kernel, block by block
+    log_qz = kernels.log_weighted_sum(z, mu, logvar, joint_w, block_bytes=8 * BLOCK_ELEMENTS)
     log_qz_dims = _DimWeightedLSE.apply(z, mu, logvar, log_w) if marginals else None
     if offset != 0.0:
         log_qz = log_qz + offset

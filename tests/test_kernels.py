@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from estimators import native
-from estimators.kernels import log_mixture, log_mixture_marginals, log_normal_dim_matrix, log_normal_matrix
+from estimators.kernels import (log_mixture, log_mixture_marginals, log_normal_dim_matrix, log_normal_matrix,
+                                log_weighted_sum)
 
 PATHS = [pytest.param(True, id="native"), pytest.param(False, id="torch")]
 
@@ -163,3 +164,32 @@ def test_bad_inputs_name_the_argument(fn):
         fn(z, mu, logvar.long())
     with pytest.raises(ValueError, match="log_weights must be a tensor of shape"):
         fn(z, mu, logvar, torch.zeros(9, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("use_native", PATHS)
+@pytest.mark.parametrize("block_bytes", [2**9, 2**24])
+def test_log_weighted_sum_matches_brute_force(block_bytes, use_native):
+    z, mu, logvar = field(N=30, D=4, Q=25, seed=10)
+    g = torch.Generator().manual_seed(11)
+    W = torch.randn(25, 30, generator=g, dtype=torch.float64)
+    W[torch.arange(25), torch.arange(25)] = -math.inf  # zero weights, as leave-one-out uses
+    got = log_weighted_sum(z, mu, logvar, W, block_bytes=block_bytes, use_native=use_native)
+    for i in range(25):
+        want, _ = brute_force(z[i:i + 1], mu, logvar, W[i])
+        assert float(got[i]) == pytest.approx(float(want[0]), abs=1e-10)
+    torch.testing.assert_close(log_weighted_sum(z, mu, logvar, use_native=use_native), log_mixture(z, mu, logvar),
+                               rtol=0, atol=1e-10)
+    got32 = log_weighted_sum(z.float(), mu.float(), logvar.float(), W.float(), use_native=use_native)
+    assert got32.dtype == torch.float32
+    torch.testing.assert_close(got32.double(), got, rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match=r"log_weight_matrix must have shape \(Q, N\) = \(25, 30\)"):
+        log_weighted_sum(z, mu, logvar, W[:, :5])
+
+
+@pytest.mark.parametrize("use_native", PATHS)
+def test_log_weighted_sum_gradcheck(use_native):
+    z, mu, logvar = field(N=6, D=2, Q=5, seed=12)
+    W = torch.randn(5, 6, dtype=torch.float64)
+    args = [t.clone().requires_grad_() for t in (z, mu, logvar)]
+    assert torch.autograd.gradcheck(lambda *a: log_weighted_sum(*a, W, block_bytes=64, use_native=use_native),
+                                    args, eps=1e-6, atol=1e-7)

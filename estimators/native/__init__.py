@@ -75,11 +75,13 @@ def _load() -> dict[torch.dtype, ctypes.CDLL]:
     for dtype, (_, suffix, _) in _VARIANTS.items():
         lib = ctypes.CDLL(str(_compile(compiler, dtype, key)))
         real_p = ctypes.c_void_p
-        for name in ("joint_lse", "marginal_lse"):
-            fn = getattr(lib, name + suffix)
-            fn.restype = None
-            fn.argtypes = [real_p, ctypes.c_long, real_p, real_p, real_p, ctypes.c_long, ctypes.c_long,
-                           real_p, ctypes.c_int]
+        joint = getattr(lib, "joint_lse" + suffix)
+        joint.argtypes = [real_p, ctypes.c_long, real_p, real_p, real_p, real_p, ctypes.c_long, ctypes.c_long,
+                          real_p, ctypes.c_int]
+        marginal = getattr(lib, "marginal_lse" + suffix)
+        marginal.argtypes = [real_p, ctypes.c_long, real_p, real_p, real_p, ctypes.c_long, ctypes.c_long,
+                             real_p, ctypes.c_int]
+        joint.restype = marginal.restype = None
         libs[dtype] = lib
     return libs
 
@@ -110,11 +112,12 @@ def _ptr(t: torch.Tensor) -> int:
 
 
 def mixture_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_weights: torch.Tensor | None,
-                marginals: bool) -> torch.Tensor | None:
+                marginals: bool, bias: torch.Tensor | None = None) -> torch.Tensor | None:
     """Forward logsumexp by the C kernel, or None if it cannot run on these tensors.
 
-    Inputs are detached CPU tensors of one dtype (float32 or float64); returns (Q,) for the joint
-    or (Q, D) for the marginals, in that dtype.
+    Inputs are detached CPU tensors of one dtype (float32 or float64); ``bias`` is an optional
+    (Q, N) log-weight matrix added to the joint (-inf allowed). Returns (Q,) for the joint or (Q, D)
+    for the marginals, in that dtype.
     """
     libs = get()
     if libs is None or z.device.type != "cpu" or z.dtype not in libs:
@@ -141,5 +144,10 @@ def mixture_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_wei
         c = c.to(dtype).contiguous()
         out = torch.empty(Q, dtype=dtype)
         fn = getattr(libs[dtype], "joint_lse" + _VARIANTS[dtype][1])
-    fn(_ptr(zc), Q, _ptr(mu_t), _ptr(a_t), _ptr(c), N, D, _ptr(out), torch.get_num_threads())
+    if marginals:
+        fn(_ptr(zc), Q, _ptr(mu_t), _ptr(a_t), _ptr(c), N, D, _ptr(out), torch.get_num_threads())
+    else:
+        b = None if bias is None else bias.detach().to(dtype).contiguous()
+        fn(_ptr(zc), Q, _ptr(mu_t), _ptr(a_t), _ptr(c), None if b is None else _ptr(b), N, D, _ptr(out),
+           torch.get_num_threads())
     return out

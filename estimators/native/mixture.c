@@ -6,11 +6,13 @@
  * the slow denormal path. Components are laid out (D, N) so the inner loop over n is contiguous and
  * vectorises (gcc -O3 -ffast-math uses glibc's vector exp).
  *
- *   joint:     out[i]         = logsumexp_n ( c[n]   - sum_d a[d,n] (z[i,d] - mu[d,n])^2 )
+ *   joint:     out[i]         = logsumexp_n ( c[n] + bias[i,n] - sum_d a[d,n] (z[i,d] - mu[d,n])^2 )
  *   marginals: out[i * D + d] = logsumexp_n ( cd[d,n] - a[d,n] (z[i,d] - mu[d,n])^2 )
  *
  * with a = exp(-logvar) / 2, c[n] = -sum_d (logvar + log 2pi) / 2 + log w_n and
- * cd[d,n] = -(logvar + log 2pi) / 2 + log w_n.
+ * cd[d,n] = -(logvar + log 2pi) / 2 + log w_n; bias (Q, N) is an optional row-specific log weight
+ * (NULL for none); entries of -inf (zero weights) are floored at BIAS_FLOOR, whose terms then fall
+ * below the clamp and contribute nothing measurable.
  */
 #include <math.h>
 #include <float.h>
@@ -35,10 +37,12 @@
 /* -ffast-math assumes no infinities: start maxima at the most negative finite value. */
 #define LOWEST ((sizeof(REAL) == 4) ? (REAL)-FLT_MAX : (REAL)-DBL_MAX)
 
+#define BIAS_FLOOR ((REAL)-1e30)
+
 static const REAL CLAMP = (sizeof(REAL) == 4) ? (REAL)-80 : (REAL)-700;
 
 void FN(joint_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, const REAL *c,
-                   long N, long D, REAL *out, int threads)
+                   const REAL *bias, long N, long D, REAL *out, int threads)
 {
     long tiles = (Q + TILE - 1) / TILE;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
@@ -51,7 +55,12 @@ void FN(joint_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, const R
             long nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
             for (long t = 0; t < T; t++) {
                 REAL *Lt = L[t];
-                for (long n = 0; n < nb; n++) Lt[n] = c[n0 + n];
+                if (bias) {
+                    const REAL *bt = bias + (i0 + t) * N + n0;
+                    for (long n = 0; n < nb; n++) Lt[n] = c[n0 + n] + (bt[n] > BIAS_FLOOR ? bt[n] : BIAS_FLOOR);
+                } else {
+                    for (long n = 0; n < nb; n++) Lt[n] = c[n0 + n];
+                }
                 for (long d = 0; d < D; d++) {
                     const REAL zd = z[(i0 + t) * D + d];
                     const REAL *mud = mu + d * N + n0, *ad = a + d * N + n0;
