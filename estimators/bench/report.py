@@ -148,17 +148,23 @@ def _agg(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def plot_bias(df: pd.DataFrame, path: Path) -> bool:
-    r"""Bias +- 1.96 se against batch size: rows = scenarios, columns = quantities."""
-    d = _agg(df)
-    if d.empty:
-        return False
+def _panel_grid(d: pd.DataFrame):
+    r"""One panel per (scenario label, quantity): rows are scenarios, columns quantities."""
     plt = _plt()
     labels = list(dict.fromkeys(d["label"]))
     quantities = [q for q in AGGREGATE_QUANTITIES if q in set(d["quantity"])]
     styles = _styles(set(d["series"]))
     fig, axes = plt.subplots(len(labels), len(quantities), figsize=(4.2 * len(quantities), 3.2 * len(labels)),
                              squeeze=False)
+    return labels, quantities, styles, fig, axes
+
+
+def plot_bias(df: pd.DataFrame, path: Path) -> bool:
+    r"""Bias +- 1.96 se against batch size: rows = scenarios, columns = quantities."""
+    d = _agg(df)
+    if d.empty:
+        return False
+    labels, quantities, styles, fig, axes = _panel_grid(d)
     for i, label in enumerate(labels):
         for j, q in enumerate(quantities):
             ax = axes[i][j]
@@ -227,12 +233,7 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> bool:
     d = d[(d["time_per_call_s"] > 0) & (d["rmse"] > 0)]
     if d.empty:
         return False
-    plt = _plt()
-    labels = list(dict.fromkeys(d["label"]))
-    quantities = [q for q in AGGREGATE_QUANTITIES if q in set(d["quantity"])]
-    styles = _styles(set(d["series"]))
-    fig, axes = plt.subplots(len(labels), len(quantities), figsize=(4.2 * len(quantities), 3.2 * len(labels)),
-                             squeeze=False)
+    labels, quantities, styles, fig, axes = _panel_grid(d)
     for i, label in enumerate(labels):
         for j, q in enumerate(quantities):
             ax = axes[i][j]
