@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._cache import CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV re-exported: the documented override)
 from .posteriors import Posteriors
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
 
 DIGITS_N = 1797  # images in sklearn's digits
 TRAINER_VERSION = 1  # bump when the training code changes in a way that changes its output
-CACHE_ENV = "VAE_ESTIMATORS_CACHE"
 
 
 @dataclass(frozen=True)
@@ -116,12 +116,6 @@ def beta_for_separation(separation: float) -> float:
     (the average KL(q(z|n) || p(z))) of the trained encoder, and with it the mutual information.
     """
     return float(2.0 ** (BETA_LOG2_AT_0 + separation * (BETA_LOG2_AT_1 - BETA_LOG2_AT_0)))
-
-
-def cache_dir() -> Path:
-    """The cache directory: ``$VAE_ESTIMATORS_CACHE`` if set, else ``~/.cache/vae-aggregate-estimators``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vae-aggregate-estimators"
 
 
 def cache_path(recipe: Recipe, directory: str | os.PathLike | None = None) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -24,18 +25,14 @@ from pathlib import Path
 
 import torch
 
+from .._cache import cache_dir
+
 _SOURCE = Path(__file__).with_name("mixture.c")
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC", "-shared"]
 _VARIANTS = {torch.float32: ("float", "_f32", "expf"), torch.float64: ("double", "_f64", "exp")}
 _lock = threading.Lock()
 _libs: dict[torch.dtype, ctypes.CDLL] | None = None
 _failed: str | None = None
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("VAE_ESTIMATORS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vae-aggregate-estimators")
-    return Path(root) / "native"
 
 
 def _cpu_id() -> str:
@@ -48,7 +45,7 @@ def _cpu_id() -> str:
 
 def _compile(compiler: str, dtype: torch.dtype, key: str) -> Path:
     real, suffix, exp = _VARIANTS[dtype]
-    target = cache_dir() / f"mixture{suffix}-{key}.so"
+    target = cache_dir() / "native" / f"mixture{suffix}-{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
@@ -107,10 +104,6 @@ def unavailable_reason() -> str | None:
     return _failed
 
 
-def _ptr(t: torch.Tensor) -> int:
-    return t.data_ptr()
-
-
 def mixture_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_weights: torch.Tensor | None,
                 marginals: bool, bias: torch.Tensor | None = None) -> torch.Tensor | None:
     """Forward logsumexp by the C kernel, or None if it cannot run on these tensors.
@@ -129,25 +122,24 @@ def mixture_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_wei
     lv = logvar.detach()
     mu_t = mu.detach().T.contiguous()  # (D, N)
     a_t = (0.5 * torch.exp(-lv)).T.contiguous()
-    half_log = -0.5 * (lv + float(torch.log(torch.tensor(2 * torch.pi, dtype=torch.float64))))
+    half_log = -0.5 * (lv + math.log(2 * math.pi))
     lw = None if log_weights is None else log_weights.detach().to(dtype)
+    suffix = _VARIANTS[dtype][1]
+    threads = torch.get_num_threads()
     if marginals:
-        c = half_log.T.contiguous()
-        if lw is not None:
-            c = (c + lw[None, :]).contiguous()
+        c = half_log.T if lw is None else half_log.T + lw[None, :]
+        c = c.contiguous()
         out = torch.empty(Q, D, dtype=dtype)
-        fn = getattr(libs[dtype], "marginal_lse" + _VARIANTS[dtype][1])
+        getattr(libs[dtype], "marginal_lse" + suffix)(
+            zc.data_ptr(), Q, mu_t.data_ptr(), a_t.data_ptr(), c.data_ptr(), N, D, out.data_ptr(), threads)
     else:
         c = half_log.to(torch.float64).sum(1)  # sum over d in float64: D terms of size ~10
         if lw is not None:
             c = c + lw.to(torch.float64)
         c = c.to(dtype).contiguous()
-        out = torch.empty(Q, dtype=dtype)
-        fn = getattr(libs[dtype], "joint_lse" + _VARIANTS[dtype][1])
-    if marginals:
-        fn(_ptr(zc), Q, _ptr(mu_t), _ptr(a_t), _ptr(c), N, D, _ptr(out), torch.get_num_threads())
-    else:
         b = None if bias is None else bias.detach().to(dtype).contiguous()
-        fn(_ptr(zc), Q, _ptr(mu_t), _ptr(a_t), _ptr(c), None if b is None else _ptr(b), N, D, _ptr(out),
-           torch.get_num_threads())
+        out = torch.empty(Q, dtype=dtype)
+        getattr(libs[dtype], "joint_lse" + suffix)(
+            zc.data_ptr(), Q, mu_t.data_ptr(), a_t.data_ptr(), c.data_ptr(), None if b is None else b.data_ptr(),
+            N, D, out.data_ptr(), threads)
     return out
