@@ -4,7 +4,8 @@ For each scenario (``gaussian``: correlated means, tc > 0; ``heteroscedastic``: 
 orders of magnitude and inactive dimensions, like a real VAE), N = 2000 at separation 0.5, the
 estimators see R = 100 replicate minibatches of B = 256 distinct indices (uniform without
 replacement) with one z_i ~ q(z|n_i) each, float32; every estimator sees the same batches (common
-random numbers) and ``iwae`` takes k = 256. Each estimate of mi and tc (:func:`estimators.decompose`)
+random numbers), all through the one contract (the batch's posteriors ``field[index]``, ``field=``,
+``index=``), and ``iwae`` takes k = 256. Each estimate of mi and tc (:func:`estimators.decompose`)
 is compared with the exact reference (:func:`estimators.references.exact_references`, float64,
 32 draws per component: se about 0.003 nats, small next to the biases of interest).
 
@@ -19,7 +20,7 @@ import math
 
 import torch
 
-from .common import configure_torch
+from .common import configure_torch, contract_call
 
 SCENARIOS = ("gaussian", "heteroscedastic")
 QUANTITIES = ("mi", "tc")
@@ -31,8 +32,7 @@ SEED = 2024
 
 def _estimator_names() -> list[str]:
     try:
-        from estimators.registry import ESTIMATORS
-        import estimators.log_qz  # noqa: F401  (registers the built-in estimators)
+        from estimators.log_qz import ESTIMATORS
     except ImportError:
         return []
     return list(ESTIMATORS)
@@ -48,25 +48,20 @@ def replicate_estimates(scenario: str, estimators, *, replicates: int = R, batch
     Returns:
         ``{estimator: {quantity: [estimate per replicate]}}``.
     """
-    from estimators.decompose import decompose
-    from estimators.registry import ESTIMATORS
+    from estimators import Posteriors, decompose
     from estimators.scenarios import make_scenario
 
     field = make_scenario(scenario, N=N, separation=SEPARATION, seed=0)
-    mu, logvar = field.mu.float(), field.logvar.float()
+    field = Posteriors(field.mu.float(), field.logvar.float(), field.name)
     out = {name: {q: [] for q in QUANTITIES} for name in estimators}
     with torch.no_grad():
         for r in range(replicates):
             g = torch.Generator().manual_seed(seed + r)
             index = torch.randperm(N, generator=g)[:batch_size]
-            mu_b, logvar_b = mu[index], logvar[index]
+            mu_b, logvar_b = field.mu[index], field.logvar[index]
             z = mu_b + torch.randn(mu_b.shape, generator=g) * torch.exp(0.5 * logvar_b)
-            for name in estimators:
-                if ESTIMATORS[name].needs_field:
-                    gen = torch.Generator().manual_seed(seed + replicates + r)
-                    terms = decompose(z, mu, logvar, None, name, k=K, index=index, generator=gen)
-                else:
-                    terms = decompose(z, mu_b, logvar_b, N, name)
+            for name in estimators:  # iwae's draws: a generator seeded per replicate
+                terms = contract_call(decompose, name, z, field, index, k=K, seed=seed + replicates + r)
                 for q in QUANTITIES:
                     out[name][q].append(float(terms[q]))
     return out

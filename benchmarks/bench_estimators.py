@@ -1,13 +1,12 @@
 r"""Speed and peak memory of every estimator of log q(z_i) and log q(z_id), float32.
 
 One call of :func:`estimators.log_aggregate_posterior` (joint and marginals, which is what total
-correlation needs) on a minibatch of B samples from a field of N = 10000 posteriors:
-
-* minibatch estimators take the batch's own posteriors (B, D) and ``dataset_size`` = N;
-* ``iwae`` (k = B importance samples, the cost of a minibatch estimator; it gathers a B x k x D
-  tensor) and ``exact`` take the whole field (N, D) and the batch's ``index``;
-* ``broadcast_mws`` is the baseline: MWS as the published code computes it, through the
-  B x B x D tensor (see ``common.naive_minibatch``).
+correlation needs) on a minibatch of B samples from a field of N = 10000 posteriors, every estimator
+through the one contract (``common.contract_call``): the batch's own posteriors ``field[index]``, the
+whole field as ``field=`` and the batch's ``index``; the minibatch estimators read only the batch
+(N = the field's), ``iwae`` (k = B importance samples, the cost of a minibatch estimator; it gathers
+a B x k x D tensor) and ``exact`` the field. ``broadcast_mws`` is the baseline: MWS as the published
+code computes it, through the B x B x D tensor (``common.naive_estimator``, from the registered weights).
 
 Cases with B * (B or N) * D above 7e8 kernel terms (seconds per call) run only with ASV_SLOW=1;
 the broadcast baseline and ``iwae`` follow the memory limits of ``bench_kernels`` (B x B x D above
@@ -18,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .bench_kernels import NAIVE_MAX, NAIVE_QUICK
-from .common import DATASET_SIZE, configure_torch, minibatch, naive_minibatch, skip_unless_slow
+from .common import DATASET_SIZE, configure_torch, contract_call, minibatch, naive_estimator, skip_unless_slow
 
 BASELINE = "broadcast_mws"
 BROADCASTING = (BASELINE, "iwae")  # hold a B x B x D (B x k x D) tensor: the memory limits of bench_kernels
@@ -27,8 +26,7 @@ QUICK_TERMS = 7e8  # kernel terms (B x columns x D) run by default
 
 def _estimator_names() -> list[str]:
     try:
-        from estimators.registry import ESTIMATORS
-        import estimators.log_qz  # noqa: F401  (registers the built-in estimators)
+        from estimators.log_qz import ESTIMATORS
     except ImportError:  # a commit before the estimators existed: benchmark the baseline only
         return [BASELINE]
     return list(ESTIMATORS) + [BASELINE]
@@ -50,36 +48,21 @@ def make_call(estimator: str, B: int, D: int, *, requires_grad: bool = False):
         if size > NAIVE_MAX:
             raise NotImplementedError(f"{estimator} at B={B}, D={D} holds a B x B x D tensor of {4 * size / 1e9:.1f} GB")
         skip_unless_slow(size > NAIVE_QUICK, f"{estimator} holds a B x B x D tensor of GBs")
-    from estimators.log_qz import log_aggregate_posterior
-    from estimators.registry import ESTIMATORS
+    from estimators import Posteriors, log_aggregate_posterior
 
-    info = ESTIMATORS.get(estimator)
-    field_based = info is not None and info.needs_field
     columns = DATASET_SIZE if estimator == "exact" else B
     skip_unless_slow(float(B) * columns * D > QUICK_TERMS, f"{estimator} at B={B}, D={D} takes seconds")
 
-    leaves = []
-    if field_based:
-        mu_in, logvar_in = mu, logvar
-    else:
-        mu_in, logvar_in = mu_b, logvar_b
-    if requires_grad:
-        z, mu_in, logvar_in = (t.clone().requires_grad_(True) for t in (z, mu_in, logvar_in))
-        leaves = [z, mu_in, logvar_in]
-
-    if estimator == BASELINE:
-        return (lambda: naive_minibatch(z, mu_in, logvar_in, DATASET_SIZE)), leaves
-    if field_based:
-        k = B if info.needs_k else None
-        seed = 0
-
-        def fn():
-            g = torch.Generator().manual_seed(seed)
-            return log_aggregate_posterior(z, mu_in, logvar_in, None, estimator, k=k, index=index, generator=g)
-    else:
-        def fn():
-            return log_aggregate_posterior(z, mu_in, logvar_in, DATASET_SIZE, estimator)
-    return fn, leaves
+    if estimator == BASELINE:  # the batch's own posteriors, as the published code takes them
+        leaves = [t.clone().requires_grad_(True) for t in (z, mu_b, logvar_b)] if requires_grad else []
+        zz, mm, ll = leaves or (z, mu_b, logvar_b)
+        return (lambda: naive_estimator("mws", zz, mm, ll, DATASET_SIZE)), leaves
+    if requires_grad:  # gradients reach the field through both the batch rows field[index] and field=
+        leaves = [t.clone().requires_grad_(True) for t in (z, mu, logvar)]
+        z_in, field = leaves[0], (leaves[1], leaves[2])
+    else:  # validated once here, not in every call
+        leaves, z_in, field = [], z, Posteriors(mu, logvar)
+    return (lambda: contract_call(log_aggregate_posterior, estimator, z_in, field, index, k=B)), leaves
 
 
 class Estimator:

@@ -6,20 +6,27 @@ Q = N query points against N components (the shape of an exact reference), float
 * ``torch``: the same with ``use_native=False`` (streamed pure-torch path),
 * ``naive``: the Q x N x D broadcast + ``torch.logsumexp`` of the published code (see common.py).
 
+``MixtureWeightedMarginals`` times the minibatch estimators' marginals: Q = N = B with a (B, B)
+log-weight matrix shared by every dimension (:func:`estimators.kernels.log_weighted_marginals`),
+forward and forward + backward.
+
 By default only cases of about a second or less run; the rest need ASV_SLOW=1: N = 20000, the
 torch marginals at N = 4096, and the naive form above Q N D = 7e7 elements (GBs). Never run: the
 naive form above 2e8 elements (over 0.8 GB per temporary) and the torch marginals above 5e9
-(minutes per call).
+(tens of seconds per call, repeated by asv).
 """
 from __future__ import annotations
 
 import math
 
-from .common import configure_torch, naive_joint, naive_marginals, queries, skip_unless_slow
+import torch
+
+from .common import (DATASET_SIZE, configure_torch, naive_joint, naive_log_normal, naive_marginals, queries,
+                     skip_unless_slow)
 
 NAIVE_QUICK = 7e7  # elements of the Q x N x D tensor run by default (about 0.3 GB float32)
 NAIVE_MAX = 2e8  # never run beyond (several temporaries of 0.8 GB each)
-TORCH_MARGINALS_MAX = 5e9  # Q N D of the torch marginals never run (about 8 ns per term: minutes)
+TORCH_MARGINALS_MAX = 5e9  # Q N D of the torch marginals never run (about 1.5 ns per term on one thread: tens of s)
 
 
 def skip_cases(impl: str, N: int, D: int, *, marginals: bool) -> None:
@@ -32,10 +39,10 @@ def skip_cases(impl: str, N: int, D: int, *, marginals: bool) -> None:
     skip_unless_slow(N >= 20000, "N = 20000 takes seconds per call")
     if impl == "torch" and marginals:
         if float(N) * N * D > TORCH_MARGINALS_MAX:
-            raise NotImplementedError(f"the torch marginals at N={N}, D={D} take minutes per call")
+            raise NotImplementedError(f"the torch marginals at N={N}, D={D} take tens of seconds per call")
         skip_unless_slow(N >= 4096, "the torch marginals take seconds")
     if impl == "native":
-        from estimators import native
+        from estimators.kernels import native
 
         if native.get() is None:  # timing the fallback under the native label would mislead
             raise NotImplementedError(f"native kernel unavailable: {native.unavailable_reason()}")
@@ -117,3 +124,43 @@ class MixtureJointGradient:
 
     def peakmem_forward_backward(self, impl, N):
         self._step()
+
+
+def stratified_log_weights(B: int, dataset_size: int = DATASET_SIZE):
+    r"""(B, B) log weights of stratified sampling: 1/N on the diagonal, (N-1)/(N (B-1)) elsewhere."""
+    W = torch.full((B, B), math.log((dataset_size - 1) / (dataset_size * (B - 1))))
+    W.fill_diagonal_(-math.log(dataset_size))
+    return W
+
+
+class MixtureWeightedMarginals:
+    r"""log q(z_id) of a minibatch with a (B, B) log-weight matrix, (B, D), D = 10: forward, forward + backward."""
+
+    params = (["native", "torch", "naive"], [1024, 2048])
+    param_names = ["impl", "N"]
+    D = 10
+
+    def setup(self, impl, N):
+        configure_torch()
+        skip_cases(impl, N, self.D, marginals=True)
+        from estimators.kernels import log_weighted_marginals
+
+        z, mu, logvar = queries(N, N, self.D, "float32")
+        W = stratified_log_weights(N)
+        self.leaves = [t.clone().requires_grad_(True) for t in (z, mu, logvar)]
+        if impl == "naive":
+            self.fn = lambda *a: torch.logsumexp(naive_log_normal(*a) + W[:, :, None], dim=1)
+        else:
+            native = impl == "native"
+            self.fn = lambda *a: log_weighted_marginals(*a, W, use_native=native)
+            log_weighted_marginals(z[:2], mu[:2], logvar[:2], W[:2, :2], use_native=native)
+        self.inputs = (z, mu, logvar)
+
+    def time_weighted_marginals(self, impl, N):
+        with torch.no_grad():
+            self.fn(*self.inputs)
+
+    def time_forward_backward(self, impl, N):
+        self.fn(*self.leaves).sum().backward()
+        for t in self.leaves:
+            t.grad = None

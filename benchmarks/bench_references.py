@@ -1,8 +1,8 @@
 r"""Speed and peak memory of the exact references (:func:`estimators.references.exact_references`).
 
 The ``gaussian`` scenario (correlated means, tc > 0) in D = 10 at separation 0.5, default
-settings (8 Monte Carlo draws per component for kl_agg, Gauss-Hermite quadrature for the
-marginals). The cost grows like N^2: N = 20000 (tens of seconds) runs only with ASV_SLOW=1.
+settings (8 Monte Carlo draws per component for kl_agg, adaptive Gauss-Legendre quadrature for
+the marginals). The cost grows like N^2: N = 20000 (tens of seconds) runs only with ASV_SLOW=1.
 """
 from __future__ import annotations
 

@@ -8,9 +8,16 @@ only saves repeated work inside one ``setup``; references shared across benchmar
 Slow cases (a few seconds or GBs each) are skipped unless ``ASV_SLOW=1`` is set: their ``setup``
 raises ``NotImplementedError``, which asv reports as skipped (the scipy convention).
 
-The naive baselines are the Q x N x D broadcast form the published code uses (e.g.
-rtqichen/beta-tcvae ``vae_quant.py``): every per-dimension log-density held at once, then
-``torch.logsumexp``. Their time and memory next to the kernels' is the speed-up a report shows.
+THE naive baseline is the Q x N x D broadcast form the published code uses (e.g.
+rtqichen/beta-tcvae ``vae_quant.py``): every per-dimension log-density held at once, the log
+weights added, then ``torch.logsumexp``. It is generic: :func:`naive_weighted` takes any
+:class:`~estimators.log_qz.LogWeights`, :func:`naive_estimator` those of any registered minibatch
+estimator (``ESTIMATORS[name].weights``), and the plain mixture baselines of the kernels are the
+same function with the uniform weight -log N. Its time and memory next to the kernels' is the
+speed-up a report shows.
+
+Every estimator is called through the one contract of :func:`estimators.log_aggregate_posterior`
+(:func:`contract_call`): the batch's own posteriors ``field[index]``, plus ``field=`` and ``index=``.
 """
 from __future__ import annotations
 
@@ -22,8 +29,8 @@ import torch
 
 __all__ = [
     "SLOW", "THREADS", "SEED", "DATASET_SIZE", "skip_unless_slow", "configure_torch",
-    "field", "queries", "minibatch", "naive_log_normal", "naive_joint", "naive_marginals",
-    "naive_minibatch",
+    "field", "queries", "minibatch", "contract_call", "naive_log_normal", "naive_weighted", "naive_estimator",
+    "naive_joint", "naive_marginals",
 ]
 
 SLOW = os.environ.get("ASV_SLOW", "0") not in ("", "0")
@@ -32,7 +39,7 @@ SLOW = os.environ.get("ASV_SLOW", "0") not in ("", "0")
 THREADS = int(os.environ.get("ASV_THREADS", "1"))
 SEED = 1234
 DATASET_SIZE = 10_000  # N of the data set a minibatch is drawn from (field estimators hold all of it)
-LOG_2PI = math.log(2.0 * math.pi)
+LOG_2PI = math.log(2.0 * math.pi)  # the baseline's own constant: it must not share code with the package
 
 
 def skip_unless_slow(condition: bool = True, why: str = "slow case") -> None:
@@ -107,7 +114,25 @@ def minibatch(B: int, D: int, dtype="float32", N: int = DATASET_SIZE, seed: int 
 
 
 # ---------------------------------------------------------------------------------------------
-# the naive broadcast baselines (what the published code does)
+# the one contract
+
+
+def contract_call(fn, estimator: str, z, field, index, *, k=None, seed: int = 0, **options):
+    r"""``fn(z, mu[index], logvar[index], None, estimator, field=field, index=index, k=k, generator=...)``.
+
+    ``fn`` is :func:`estimators.log_aggregate_posterior` or :func:`estimators.decompose`; ``field`` a
+    :class:`~estimators.Posteriors` (validated once, at construction) or a pair ``(mu, logvar)``.
+    Every estimator gets the same arguments (the minibatch ones ignore ``field``, ``index``, ``k`` and
+    the generator; N is the field's); the generator is seeded afresh, so repeated calls draw alike.
+    """
+    mu, logvar = (field.mu, field.logvar) if hasattr(field, "mu") else field
+    generator = torch.Generator(device=z.device).manual_seed(seed)
+    return fn(z, mu[index], logvar[index], None, estimator, field=field, index=index, k=k, generator=generator,
+              **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# THE naive broadcast baseline (what the published code does)
 
 
 def naive_log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -116,22 +141,57 @@ def naive_log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) ->
     return -0.5 * (LOG_2PI + logvar[None] + diff * diff * torch.exp(-logvar)[None])
 
 
+def _lse_weighted(L: torch.Tensor, w) -> torch.Tensor:
+    """logsumexp over axis 1 of L + w: w a (Q, N) tensor (broadcast over any trailing axis) or a float,
+    which comes out of the logsumexp unchanged (LSE(x + c) = LSE(x) + c: no extra pass over L)."""
+    if isinstance(w, torch.Tensor):
+        return torch.logsumexp(L + w.reshape(w.shape + (1,) * (L.dim() - 2)), dim=1)
+    return torch.logsumexp(L, dim=1) + float(w)
+
+
+def naive_weighted(z, mu, logvar, weights, marginals: bool = True):
+    r"""log sum_n W_in q(z_i | n) and every marginal through the Q x N x D broadcast.
+
+    ``weights`` has ``joint`` and ``marginal`` (a :class:`~estimators.log_qz.LogWeights`): each a (Q, N)
+    log-weight tensor or a float. The joint is the logsumexp of the sum over d plus the joint weights,
+    the marginals that of the (Q, N, D) tensor plus the marginal weights.
+
+    Returns:
+        ``(log_qz (Q,), log_qz_dims (Q, D) or None)``.
+    """
+    L = naive_log_normal(z, mu, logvar)
+    log_qz = _lse_weighted(L.sum(2), weights.joint)
+    return log_qz, (_lse_weighted(L, weights.marginal) if marginals else None)
+
+
+def naive_estimator(estimator: str, z, mu, logvar, dataset_size: int, marginals: bool = True):
+    r"""The minibatch estimator ``estimator`` through the B x B x D broadcast, from its registered weights.
+
+    ``mu``, ``logvar`` are the batch's own posteriors (B, D); the weights are
+    ``ESTIMATORS[estimator].weights(B, N, D, dtype, device)``, so every registered minibatch estimator
+    (and any added later) has its baseline with no table to keep in step.
+    """
+    from estimators.log_qz import ESTIMATORS
+
+    info = ESTIMATORS[estimator]
+    if info.weights is None:
+        raise ValueError(f"estimator {estimator!r} has no minibatch weights (family {info.family!r}): no broadcast baseline")
+    B, D = z.shape
+    return naive_weighted(z, mu, logvar, info.weights(B, dataset_size, D, z.dtype, z.device), marginals)
+
+
+def _uniform(N: int):
+    """The log weights of the plain mixture over N components: -log N for the joint and the marginals."""
+    from estimators.log_qz import LogWeights
+
+    return LogWeights(-math.log(N), -math.log(N))
+
+
 def naive_joint(z, mu, logvar) -> torch.Tensor:
     """log q(z_i) = logsumexp_n sum_d L_ind - log N by the Q x N x D broadcast."""
-    return torch.logsumexp(naive_log_normal(z, mu, logvar).sum(2), dim=1) - math.log(mu.shape[0])
+    return naive_weighted(z, mu, logvar, _uniform(mu.shape[0]), marginals=False)[0]
 
 
 def naive_marginals(z, mu, logvar) -> torch.Tensor:
     """log q(z_id) = logsumexp_n L_ind - log N by the Q x N x D broadcast, (Q, D)."""
-    return torch.logsumexp(naive_log_normal(z, mu, logvar), dim=1) - math.log(mu.shape[0])
-
-
-def naive_minibatch(z, mu, logvar, dataset_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Minibatch-weighted sampling as published (Chen et al. 2018, beta-TCVAE code): the B x B x D form.
-
-    Returns:
-        ``(log_qz (B,), log_qz_dims (B, D))`` with the normaliser -log(N B).
-    """
-    L = naive_log_normal(z, mu, logvar)
-    log_nb = math.log(dataset_size * z.shape[0])
-    return torch.logsumexp(L.sum(2), dim=1) - log_nb, torch.logsumexp(L, dim=1) - log_nb
+    return _lse_weighted(naive_log_normal(z, mu, logvar), _uniform(mu.shape[0]).marginal)

@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/speed_estimators.py [--batch-size 2048] [--repeats 5] [--threads 2]
 
-float32, D = 10. The baseline of each minibatch estimator is the same formula laid out as the
-published code does: the full B x B x D tensor of per-dimension log-densities, the log weight
-matrix added, then torch.logsumexp (the joint from its sum over d). Ours and the baseline run
-interleaved, so load from other processes hits both alike; the table gives medians and their
-ratio ("joint": log q only, ``marginals=False``; "both": log q and the D marginals). Then the time
-of a full ``decompose`` (forward, and forward + backward) at a smaller batch.
+float32, D = 10, a field of N = 60000 posteriors. Every estimator is called through the one contract
+(the batch's own posteriors field[index], plus field= and index=). The baseline of each minibatch
+estimator is ``benchmarks.common.naive_estimator``: the same registered weights laid out as the
+published code does, the full B x B x D tensor of per-dimension log-densities, the log weights added,
+then torch.logsumexp (the joint from its sum over d). Ours and the baseline run interleaved, so load
+from other processes hits both alike; the table gives medians and their ratio ("joint": log q only,
+``marginals=False``; "both": log q and the D marginals). Then the time of a full ``decompose``
+(forward, and forward + backward) at a smaller batch, where the batch itself is the field (N = B).
 
 Targets: >= 20x for the joint, >= 5x for joint + marginals at B = 2048; decompose at B = 1024
 under 50 ms.
@@ -15,48 +17,36 @@ under 50 ms.
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import statistics
+import sys
 import time
 
 import torch
 
-from estimators import ESTIMATORS, decompose, log_aggregate_posterior
-from estimators.weights import cached_log_weights
+from estimators import ESTIMATORS, Posteriors, decompose, log_aggregate_posterior
 
-LOG_2PI = math.log(2 * math.pi)
+if __package__:  # imported (asv discovers every module under benchmarks/)
+    from .common import contract_call, naive_estimator
+else:  # run as a script
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.common import contract_call, naive_estimator
+
 DATASET_SIZE = 60000
 
 
-def batch(B: int, D: int, seed: int = 0):
-    """A realistic batch: spread means, log-variances in [-6, 1], z drawn from the own posteriors."""
+def realistic_field(N: int, D: int, seed: int = 0) -> Posteriors:
+    """Spread means (sd 1.5) and log-variances uniform in [-6, 1], float32."""
     g = torch.Generator().manual_seed(seed)
-    mu = 1.5 * torch.randn(B, D, generator=g)
-    logvar = -6.0 + 7.0 * torch.rand(B, D, generator=g)
-    z = mu + torch.randn(B, D, generator=g) * torch.exp(0.5 * logvar)
-    return z, mu, logvar
+    return Posteriors(1.5 * torch.randn(N, D, generator=g), -6.0 + 7.0 * torch.rand(N, D, generator=g))
 
 
-def broadcast_weights(name: str, B: int, N: int, D: int):
-    """(log weights of the joint, log weights of the marginals, constant offset) of estimator ``name``."""
-    kinds = {"mss": "mss", "stratified": "stratified", "loo": "loo", "mss_shipped": "mss_shipped",
-             "mss_per_dim": "mss_shipped"}
-    if name in kinds:
-        w = cached_log_weights(kinds[name], B, N, torch.float32)
-        return (D * w if name == "mss_per_dim" else w), w, 0.0
-    offsets = {"naive": -math.log(B), "mws": -math.log(N * B), "tc_no_constant": 0.0}
-    return None, None, offsets[name]
-
-
-def broadcast(z, mu, logvar, w_joint, w_dims, offset, marginals=True):
-    """The published layout: a B x B x D tensor of log-densities, then torch.logsumexp."""
-    L = -0.5 * (LOG_2PI + logvar[None] + (z[:, None] - mu[None]) ** 2 * torch.exp(-logvar)[None])
-    joint = L.sum(2) if w_joint is None else L.sum(2) + w_joint
-    log_qz = torch.logsumexp(joint, 1) + offset
-    if not marginals:
-        return log_qz, None
-    dims = L if w_dims is None else L + w_dims[:, :, None]
-    return log_qz, torch.logsumexp(dims, 1) + offset
+def batch(field: Posteriors, B: int, seed: int = 0):
+    """B distinct indices of the field, uniform without replacement, and one z_i ~ q(z|n_i) each."""
+    g = torch.Generator().manual_seed(seed + 1)
+    index = torch.randperm(field.N, generator=g)[:B]
+    z = field.mu[index] + torch.randn(B, field.D, generator=g) * torch.exp(0.5 * field.logvar[index])
+    return z, index
 
 
 def interleaved(fns: dict, repeats: int) -> dict:
@@ -73,20 +63,21 @@ def interleaved(fns: dict, repeats: int) -> dict:
 
 
 def speed_table(B: int, D: int, repeats: int) -> None:
-    z, mu, logvar = batch(B, D)
-    N = DATASET_SIZE
-    print(f"B = {B}, D = {D}, N = {N}, float32, {torch.get_num_threads()} threads, median of {repeats}")
-    header = f"{'estimator':16s} {'joint ms':>9s} {'bcast ms':>9s} {'ratio':>6s}   {'both ms':>9s} {'bcast ms':>9s} {'ratio':>6s}   {'max |diff|':>10s}"
+    field = realistic_field(DATASET_SIZE, D)
+    z, index = batch(field, B)
+    mu_b, logvar_b = field.mu[index], field.logvar[index]
+    print(f"B = {B}, D = {D}, N = {field.N}, float32, {torch.get_num_threads()} threads, median of {repeats}")
+    header = (f"{'estimator':16s} {'joint ms':>9s} {'bcast ms':>9s} {'ratio':>6s}   {'both ms':>9s} {'bcast ms':>9s} "
+              f"{'ratio':>6s}   {'max |diff|':>10s}")
     print(header)
     with torch.no_grad():
         for name, info in ESTIMATORS.items():
-            if info.family != "minibatch":
+            if info.weights is None:  # no weights, no broadcast baseline (iwae, exact)
                 continue
-            w_joint, w_dims, offset = broadcast_weights(name, B, N, D)
-            ours_joint = lambda: log_aggregate_posterior(z, mu, logvar, N, name, marginals=False)
-            ours_both = lambda: log_aggregate_posterior(z, mu, logvar, N, name)
-            base_joint = lambda: broadcast(z, mu, logvar, w_joint, w_dims, offset, marginals=False)
-            base_both = lambda: broadcast(z, mu, logvar, w_joint, w_dims, offset)
+            ours_joint = lambda: contract_call(log_aggregate_posterior, name, z, field, index, marginals=False)
+            ours_both = lambda: contract_call(log_aggregate_posterior, name, z, field, index)
+            base_joint = lambda: naive_estimator(name, z, mu_b, logvar_b, field.N, marginals=False)
+            base_both = lambda: naive_estimator(name, z, mu_b, logvar_b, field.N)
             t = interleaved({"oj": ours_joint, "bj": base_joint, "ob": ours_both, "bb": base_both}, repeats)
             ours, base = ours_both(), base_both()
             diff = max(float((ours[0] - base[0]).abs().max()), float((ours[1] - base[1]).abs().max()))
@@ -95,26 +86,23 @@ def speed_table(B: int, D: int, repeats: int) -> None:
 
 
 def decompose_table(B: int, D: int, repeats: int) -> None:
-    z, mu, logvar = batch(B, D, seed=1)
+    field = realistic_field(B, D, seed=1)
     index = torch.arange(B)
-    print(f"\ndecompose at B = {B}, D = {D}, float32 (field estimators: the batch as an N = {B} field; iwae k = 64)")
+    z = field.sample(index, generator=torch.Generator().manual_seed(2))
+    print(f"\ndecompose at B = {B}, D = {D}, float32 (the batch is the field, N = {B}; iwae k = 64)")
     print(f"{'estimator':16s} {'forward ms':>11s} {'fwd+bwd ms':>11s}")
-    for name, info in ESTIMATORS.items():
-        kw = {"k": 64, "generator": torch.Generator().manual_seed(0)} if info.needs_k else {}
-        if info.needs_field:
-            args, kw = (z, mu, logvar, None, name), {**kw, "index": index}
-        else:
-            args = (z, mu, logvar, DATASET_SIZE, name)
-
+    for name in ESTIMATORS:
         def forward():
             with torch.no_grad():
-                decompose(*args, **kw)
+                contract_call(decompose, name, z, field, index, k=64)
 
-        leaves = [t.clone().requires_grad_() for t in (z, mu, logvar)]
+        leaves = [t.clone().requires_grad_() for t in (z, field.mu, field.logvar)]
 
         def backward():
-            out = decompose(*leaves, *args[3:], **kw)
+            out = contract_call(decompose, name, leaves[0], (leaves[1], leaves[2]), index, k=64)
             (out["mi"] + out["tc"] + out["dimwise_kl"]).backward()
+            for t in leaves:
+                t.grad = None
 
         t = interleaved({"f": forward, "b": backward}, repeats)
         print(f"{name:16s} {t['f'] * 1e3:11.1f} {t['b'] * 1e3:11.1f}")
@@ -137,7 +125,7 @@ def load_gauge() -> str:
         times.append(time.perf_counter() - t0)
     best, median = min(times), statistics.median(times)
     return (f"float32 exp of 2^19 elements: {x.numel() / best / 1e9:.2f} G/s at best, {median * 1e3:.2f} ms median "
-            f"per op (PERF.md: about 4.2 G/s on an idle machine with 2 threads)")
+            f"per op (about 4.2 G/s on an idle machine with 2 threads)")
 
 
 def main() -> None:

@@ -4,7 +4,9 @@
 
 float32, D = 10, 2 threads, median of repeats. The naive baseline is what published code does:
 the full Q x N x D tensor of per-dimension log-densities, then torch.logsumexp. Memory is the
-peak resident set beyond the inputs, measured in a fresh subprocess per case.
+peak resident set beyond the inputs, measured in a fresh subprocess per case. "weighted marginals"
+are the minibatch estimators' marginals: a (Q, N) log-weight matrix shared by every dimension
+(``estimators.kernels.log_weighted_marginals``).
 """
 from __future__ import annotations
 
@@ -29,6 +31,33 @@ def naive_joint(z, mu, logvar):
 def naive_marginals(z, mu, logvar):
     L = -0.5 * (LOG_2PI + logvar[None] + (z[:, None] - mu[None]) ** 2 / torch.exp(logvar)[None])
     return torch.logsumexp(L, 1)
+
+
+def log_weight_matrix(Q, N, dataset_size=60000):
+    """A minibatch-stratified-like (Q, N) log-weight matrix: 1/N_data on the diagonal, the rest equal."""
+    W = torch.full((Q, N), math.log((dataset_size - 1) / (dataset_size * (N - 1))))
+    W.fill_diagonal_(-math.log(dataset_size))
+    return W
+
+
+def naive_weighted_marginals(z, mu, logvar, W):
+    L = -0.5 * (LOG_2PI + logvar[None] + (z[:, None] - mu[None]) ** 2 / torch.exp(logvar)[None])
+    return torch.logsumexp(L + W[:, :, None], 1)
+
+
+def cases(z, mu, logvar, weighted=True):
+    """kind -> (kernel(**options), naive()) on these inputs: the table's rows (weights built here, untimed)."""
+    from estimators.kernels import log_mixture, log_mixture_marginals, log_weighted_marginals
+
+    rows = {
+        "joint": (lambda **kw: log_mixture(z, mu, logvar, **kw), lambda: naive_joint(z, mu, logvar)),
+        "marginals": (lambda **kw: log_mixture_marginals(z, mu, logvar, **kw), lambda: naive_marginals(z, mu, logvar)),
+    }
+    if weighted:
+        W = log_weight_matrix(len(z), len(mu))
+        rows["weighted marginals"] = (lambda **kw: log_weighted_marginals(z, mu, logvar, W, **kw),
+                                      lambda: naive_weighted_marginals(z, mu, logvar, W))
+    return rows
 
 
 def make_inputs(Q, N, D=10, seed=0):
@@ -57,15 +86,14 @@ def _status_bytes(field: str) -> int:
 
 def peak_memory_child(kind: str, Q: int, N: int) -> None:
     """Run one kernel call and print the peak RSS beyond the inputs (bytes), in this process."""
-    from estimators.kernels import log_mixture, log_mixture_marginals
     torch.set_num_threads(2)
     z, mu, logvar = make_inputs(Q, N)
-    fn = {"joint": log_mixture, "marginals": log_mixture_marginals}[kind]
-    fn(z[:8], mu[:8], logvar[:8])  # load the native kernel before the baseline
+    fn = cases(z, mu, logvar, weighted=kind == "weighted marginals")[kind][0]
+    cases(z[:8], mu[:8], logvar[:8])[kind][0]()  # load the native kernel before the baseline
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak-RSS high-water mark (VmHWM) to the current RSS
     base = _status_bytes("VmRSS")
-    fn(z, mu, logvar)
+    fn()
     peak = _status_bytes("VmHWM")
     print(json.dumps({"extra_bytes": max(peak - base, 0)}))
 
@@ -77,22 +105,20 @@ def peak_memory(kind, Q, N):
 
 
 def main() -> None:
-    from estimators.kernels import log_mixture, log_mixture_marginals
     torch.set_num_threads(2)
     rows = []
     for Q in (1024, 4096):
         z, mu, logvar = make_inputs(Q, Q)
-        for kind, fast, naive in (("joint", log_mixture, naive_joint),
-                                  ("marginals", log_mixture_marginals, naive_marginals)):
-            t_fast = timeit(lambda: fast(z, mu, logvar), 5)
-            t_torch = timeit(lambda: fast(z, mu, logvar, use_native=False), 3)
-            t_naive = timeit(lambda: naive(z, mu, logvar), 3)
+        for kind, (fast, naive) in cases(z, mu, logvar).items():
+            t_fast = timeit(fast, 5)
+            t_torch = timeit(lambda: fast(use_native=False), 3)
+            t_naive = timeit(naive, 3)
             rows.append((kind, Q, t_fast, t_torch, t_naive))
     Q = 20000
     z, mu, logvar = make_inputs(Q, Q)
-    for kind, fast in (("joint", log_mixture), ("marginals", log_mixture_marginals)):
-        t_fast = timeit(lambda: fast(z, mu, logvar), 3)
-        t_torch = timeit(lambda: fast(z, mu, logvar, use_native=False), 1)
+    for kind, (fast, _) in cases(z, mu, logvar, weighted=False).items():  # a (Q, N) matrix would be 1.6 GB
+        t_fast = timeit(fast, 3)
+        t_torch = timeit(lambda: fast(use_native=False), 1)
         rows.append((kind, Q, t_fast, t_torch, math.nan))
     print("| kernel | Q = N | native (s) | torch path (s) | naive Q x N x D (s) | speed-up vs naive | peak extra memory |")
     print("|---|---|---|---|---|---|---|")

@@ -1,8 +1,8 @@
-"""Command line: ``python -m estimators {exact,bench,report} ...``.
+"""Command line: ``python -m estimators {exact,bench,report,compare} ...``.
 
 Each subcommand lives in ``estimators/commands/<name>.py`` with ``register(subparsers)`` and
-``run(args) -> int``. Bad input (ValueError, FileNotFoundError, KeyError from validation) is
-reported as one ``error: ...`` line on stderr with exit code 2, never a traceback.
+``run(args) -> int``. Bad input (ValueError, FileNotFoundError, KeyError from validation, an
+unusable path) is reported as one ``error: ...`` line on stderr with exit code 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("exact", "bench", "report")
+COMMANDS = ("exact", "bench", "report", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,18 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f".commands.{name}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.endswith(f"commands.{name}"):
-                continue  # subcommand not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f".commands.{name}", __package__).register(sub)
     return parser
-
-
-class UsageError(Exception):
-    """Raised by a subcommand for bad input that is not a ValueError (exit code 2)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError, PermissionError, IsADirectoryError, UsageError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-r"""Minibatch estimates of the aggregate-posterior quantities: mi, kl_agg, tc, dimwise_kl.
+r"""Stage 4, the quantities: minibatch estimates of the aggregate-posterior quantities: mi, kl_agg, tc, dimwise_kl.
 
 Each quantity is a mean over the batch of per-sample terms built from an estimate of log q(z_i)
 and of the marginals log q(z_id) (:func:`estimators.log_aggregate_posterior`):
@@ -14,27 +14,24 @@ posteriors, whose expectation is the ELBO-surgery total mi + kl_agg.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from .log_qz import log_aggregate_posterior
-from .registry import get_estimator
+from .log_qz import prepare
+from .numerics import kl_to_prior, log_normal, log_standard_normal
 
 __all__ = ["decompose", "QUANTITIES"]
 
 QUANTITIES = ("mi", "kl_agg", "tc", "dimwise_kl")
-LOG_2PI = math.log(2.0 * math.pi)
 
 
-def decompose(z, mu, logvar, dataset_size=None, estimator: str = "mss", *, k=None, proposal: str = "uniform",
-              index=None, generator=None) -> dict[str, Tensor]:
+def decompose(z, mu, logvar, dataset_size=None, estimator: str = "mss", *, field=None, index=None, k=None,
+              proposal: str = "uniform", generator: torch.Generator | None = None) -> dict[str, Tensor]:
     r"""Estimate mi, kl_agg, tc and dimwise_kl from samples z_i ~ q(z|n_i) (Chen et al. 2018, NeurIPS).
 
-    Arguments as :func:`estimators.log_aggregate_posterior`. For the minibatch estimators the own
-    posterior of z_i is row i of ``mu``, ``logvar`` (B, D); for the field-taking ones (``iwae``,
-    ``exact``) it is ``mu[index]``, ``logvar[index]``, and ``index`` is then required.
+    Arguments as :func:`estimators.log_aggregate_posterior`: ``mu``, ``logvar`` (B, D) are the batch's
+    own posteriors for every estimator; ``field`` and ``index`` add the whole data set for the
+    estimators that read it (``iwae``, ``exact``).
 
     Returns:
         dict of tensors in the inputs' dtype, all differentiable in z, mu and logvar:
@@ -49,20 +46,11 @@ def decompose(z, mu, logvar, dataset_size=None, estimator: str = "mss", *, k=Non
         >>> terms = decompose(z, mu, logvar, dataset_size=60000, estimator="mss")
         >>> loss = terms["mi"] + 6.0 * terms["tc"] + terms["dimwise_kl"]  # beta-TCVAE penalty
     """
-    info = get_estimator(estimator)
-    if info.needs_field and index is None:
-        raise ValueError(f"decompose with the field estimator {info.name!r} needs index, the (B,) own "
-                         "component of each z_i in the field (mu[index] is the own posterior of z_i)")
-    log_qz, log_qz_dims = log_aggregate_posterior(z, mu, logvar, dataset_size, estimator, k=k, proposal=proposal,
-                                                  index=index, generator=generator)
-    # inputs are valid now; bring them to the result's dtype and device
-    z, mu, logvar = (torch.as_tensor(t).to(log_qz.dtype) for t in (z, mu, logvar))
-    if info.needs_field:
-        own = torch.as_tensor(index, device=mu.device).long()
-        mu, logvar = mu[own], logvar[own]
-    diff = z - mu
-    log_qz_given_n = (-0.5 * (LOG_2PI + logvar + diff * diff * logvar.neg().exp())).sum(1)
-    log_pz = (-0.5 * (LOG_2PI + z * z)).sum(1)
+    info, batch, options, out_dtype = prepare(z, mu, logvar, dataset_size, estimator, field=field, index=index, k=k,
+                                              proposal=proposal)
+    log_qz, log_qz_dims = info.implementation(batch, generator=generator, marginals=True, **options)
+    log_qz_given_n = log_normal(batch.z, batch.mu, batch.logvar).sum(1)
+    log_pz = log_standard_normal(batch.z)
     log_prod = log_qz_dims.sum(1)
     terms = {
         "mi_terms": log_qz_given_n - log_qz,
@@ -71,7 +59,7 @@ def decompose(z, mu, logvar, dataset_size=None, estimator: str = "mss", *, k=Non
         "dimwise_kl_terms": log_prod - log_pz,
     }
     out = {name: terms[f"{name}_terms"].mean() for name in QUANTITIES}
-    out["avg_kl"] = (0.5 * (mu * mu + logvar.exp() - 1.0 - logvar).sum(1)).mean()
+    out["avg_kl"] = kl_to_prior(batch.mu, batch.logvar).mean()
     out.update(terms)
     out.update(log_qz=log_qz, log_qz_dims=log_qz_dims, log_qz_given_n=log_qz_given_n, log_pz=log_pz)
-    return out
+    return {name: value.to(out_dtype) for name, value in out.items()}

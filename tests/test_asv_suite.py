@@ -94,7 +94,7 @@ def test_standalone_speed_scripts_do_nothing_on_import(name):
 
 def test_estimator_params_cover_the_registry():
     from benchmarks import bench_accuracy, bench_estimators
-    from estimators.registry import ESTIMATORS
+    from estimators.log_qz import ESTIMATORS
 
     assert set(ESTIMATORS) | {bench_estimators.BASELINE} == set(bench_estimators.Estimator.params[0])
     assert set(ESTIMATORS) == set(bench_accuracy.Accuracy.params[1])
@@ -105,7 +105,8 @@ def test_estimator_params_cover_the_registry():
 # every benchmark once, smallest case
 
 
-@pytest.mark.parametrize("name", ["bench_kernels", "bench_estimators", "bench_references"])
+@pytest.mark.parametrize("name", [pytest.param("bench_kernels", marks=pytest.mark.slow),
+                                  pytest.param("bench_estimators", marks=pytest.mark.slow), "bench_references"])
 def test_every_benchmark_runs_on_its_smallest_case(name):
     module = importlib.import_module(f"benchmarks.{name}")
     ran = 0
@@ -204,19 +205,69 @@ def test_naive_baselines_match_a_brute_force_loop():
     np.testing.assert_allclose(common.naive_marginals(z, mu, logvar).numpy(), _lse(L, 1) - np.log(40), rtol=1e-12)
     zb, mu_b, lv_b, *_ = common.minibatch(25, 3, "float64", N=1000)
     Lb = _brute_log_normal(zb.numpy(), mu_b.numpy(), lv_b.numpy())
-    joint, dims = common.naive_minibatch(zb, mu_b, lv_b, 1000)
+    joint, dims = common.naive_estimator("mws", zb, mu_b, lv_b, 1000)
     np.testing.assert_allclose(joint.numpy(), _lse(Lb.sum(2), 1) - np.log(1000 * 25), rtol=1e-12)
     np.testing.assert_allclose(dims.numpy(), _lse(Lb, 1) - np.log(1000 * 25), rtol=1e-12)
+    assert common.naive_estimator("mws", zb, mu_b, lv_b, 1000, marginals=False)[1] is None
 
 
-def test_baseline_equals_the_mws_estimator_it_stands_for():
-    from estimators.log_qz import log_aggregate_posterior
+def _minibatch_names():
+    from estimators.log_qz import ESTIMATORS
 
+    return [name for name, info in ESTIMATORS.items() if info.weights is not None]
+
+
+@pytest.mark.parametrize("name", _minibatch_names())
+def test_the_generic_baseline_is_each_estimator(name):
+    """THE naive baseline, from the registered weights, against a float64 loop with the weights written
+    from their definitions (independent) and against the estimator itself (the streamed kernels)."""
+    from estimators import log_aggregate_posterior
+    from tests.helpers import brute_minibatch
+
+    z, mu_b, lv_b, *_ = common.minibatch(9, 3, "float64", N=1000)
+    joint, dims = common.naive_estimator(name, z, mu_b, lv_b, 1000)
+    want, want_dims = brute_minibatch(name, z, mu_b, lv_b, 1000)
+    torch.testing.assert_close(joint, want, rtol=0, atol=1e-10)
+    torch.testing.assert_close(dims, want_dims, rtol=0, atol=1e-10)
     z, mu_b, lv_b, *_ = common.minibatch(64, 5, "float64", N=1000)
-    joint, dims = common.naive_minibatch(z, mu_b, lv_b, 1000)
-    ref_joint, ref_dims = log_aggregate_posterior(z, mu_b, lv_b, 1000, "mws")
-    torch.testing.assert_close(joint, ref_joint, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(dims, ref_dims, rtol=1e-10, atol=1e-10)
+    ours = log_aggregate_posterior(z, mu_b, lv_b, 1000, name)
+    base = common.naive_estimator(name, z, mu_b, lv_b, 1000)
+    torch.testing.assert_close(base[0], ours[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(base[1], ours[1], rtol=1e-10, atol=1e-10)
+
+
+def test_the_baseline_refuses_estimators_without_weights():
+    z, mu_b, lv_b, *_ = common.minibatch(8, 2, "float64", N=100)
+    with pytest.raises(ValueError, match="no minibatch weights"):
+        common.naive_estimator("exact", z, mu_b, lv_b, 100)
+
+
+def test_contract_call_gives_every_estimator_the_same_arguments():
+    from estimators import ESTIMATORS, Posteriors, decompose, log_aggregate_posterior
+
+    z, mu_b, lv_b, index, mu, lv = common.minibatch(16, 3, "float64", N=200)
+    for name in ESTIMATORS:
+        a = common.contract_call(log_aggregate_posterior, name, z, Posteriors(mu, lv), index, k=8, seed=3)
+        b = common.contract_call(log_aggregate_posterior, name, z, (mu, lv), index, k=8, seed=3)
+        direct = log_aggregate_posterior(z, mu_b, lv_b, None, name, field=(mu, lv), index=index, k=8,
+                                         generator=torch.Generator().manual_seed(3))
+        for x, y in ((a, direct), (b, direct)):
+            torch.testing.assert_close(x[0], y[0], rtol=0, atol=0)
+            torch.testing.assert_close(x[1], y[1], rtol=0, atol=0)
+        terms = common.contract_call(decompose, name, z, (mu, lv), index, k=8, seed=3)
+        torch.testing.assert_close(terms["log_qz"], direct[0], rtol=0, atol=0)
+
+
+def test_benchmarks_call_every_estimator_through_the_one_contract():
+    """No per-family branches and no hand-kept weight tables in the estimator benchmarks."""
+    for name in ("bench_accuracy", "bench_estimators", "speed_estimators"):
+        source = (ROOT / "benchmarks" / f"{name}.py").read_text()
+        assert "needs_field" not in source and "cached_log_weights" not in source, name
+        assert "contract_call" in source, name
+    from benchmarks import speed_estimators
+
+    assert not hasattr(speed_estimators, "broadcast_weights") and not hasattr(speed_estimators, "broadcast")
+    assert not hasattr(common, "naive_minibatch")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,8 +292,9 @@ def small_table():
     return accuracy_table(scenarios=("gaussian",), estimators=["naive", "mws", "exact"], replicates=30)
 
 
+@pytest.mark.slow  # the module fixture runs a small accuracy table (exact reference of N = 2000): seconds
 def test_accuracy_obeys_the_known_constant_offsets(small_table):
-    # SPEC: mws - naive is a per-sample constant: mi + log N, tc + (D - 1) log N (N = 2000, D = 6)
+    # mws - naive is a per-sample constant: mi + log N, tc + (D - 1) log N (N = 2000, D = 6; docs/maths.md)
     from benchmarks.bench_accuracy import N
 
     naive, mws = small_table["gaussian/naive"], small_table["gaussian/mws"]
@@ -250,6 +302,7 @@ def test_accuracy_obeys_the_known_constant_offsets(small_table):
     assert mws["tc"]["bias"] - naive["tc"]["bias"] == pytest.approx(5 * math.log(N), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_exact_estimator_is_unbiased_against_the_reference(small_table):
     # the exact estimator is unbiased for mi and tc up to float32 rounding; z = 4 (failure ~6e-5)
     refs = small_table["references"]["gaussian"]
@@ -259,6 +312,7 @@ def test_exact_estimator_is_unbiased_against_the_reference(small_table):
         assert s["rmse"] >= s["abs_bias"]
 
 
+@pytest.mark.slow
 def test_accuracy_benchmark_methods_read_the_table(small_table):
     from benchmarks.bench_accuracy import Accuracy
 

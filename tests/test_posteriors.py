@@ -1,3 +1,4 @@
+"""Posteriors (estimators/posteriors.py): validation, sampling and log_prob, files."""
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ from estimators import Posteriors, load_posteriors, save_posteriors
 
 def test_roundtrip_npz_and_pt(tmp_path):
     field = Posteriors(torch.randn(5, 3), torch.randn(5, 3), "mine")
-    for suffix in (".npz", ".pt"):
+    for suffix in (".npz", ".pt", ".pth"):
         path = tmp_path / f"field{suffix}"
         save_posteriors(field, path)
         back = load_posteriors(path)
@@ -51,11 +52,39 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="cannot read posterior file"):
         load_posteriors(tmp_path / "junk.npz")
     (tmp_path / "x.csv").write_text("1,2")
-    with pytest.raises(ValueError, match="expected .npz or .pt"):
+    with pytest.raises(ValueError, match=r"x\.csv.*extension '\.csv'; expected a \.npz, \.pt or \.pth file"):
         load_posteriors(tmp_path / "x.csv")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.npz.*empty"):
+        load_posteriors(tmp_path / "empty.npz")
     np.savez(tmp_path / "nan.npz", mu=np.full((3, 2), np.nan), logvar=np.zeros((3, 2)))
     with pytest.raises(ValueError, match="nan.npz.*non-finite"):
         load_posteriors(tmp_path / "nan.npz")
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="expected a dict"):
         load_posteriors(tmp_path / "list.pt")
+
+
+def test_properties_subset_and_conversion():
+    field = Posteriors(torch.randn(6, 2, dtype=torch.float64), torch.zeros(6, 2, dtype=torch.float32), "f")
+    assert (field.N, field.D, field.dtype) == (6, 2, torch.float64)  # promoted to the common dtype
+    sub = field.subset(torch.tensor([4, 1]))
+    assert sub.name == "f" and sub.N == 2 and torch.equal(sub.mu, field.mu[[4, 1]])
+    half = field.to(torch.float32)
+    assert half.dtype == torch.float32 and half.logvar.dtype == torch.float32 and half.name == "f"
+    z = field.sample(generator=torch.Generator().manual_seed(0))
+    assert z.shape == (6, 2) and z.dtype == torch.float64
+
+
+def test_save_rejects_unknown_extensions(tmp_path):
+    with pytest.raises(ValueError, match=r"must end in \.npz, \.pt or \.pth"):
+        save_posteriors(Posteriors(torch.zeros(2, 2), torch.zeros(2, 2)), tmp_path / "f.csv")
+
+
+def test_load_accepts_saved_encoder_outputs(tmp_path):
+    """A .pt of tensors that require grad (saved encoder outputs) or of float16: detached, widened to float32."""
+    mu = torch.randn(4, 2, requires_grad=True)
+    torch.save({"mu": mu * 1.0, "logvar": torch.zeros(4, 2, dtype=torch.float16)}, tmp_path / "enc.pt")
+    back = load_posteriors(tmp_path / "enc.pt", name="enc")
+    assert back.name == "enc" and back.dtype == torch.float32 and not back.mu.requires_grad
+    torch.testing.assert_close(back.mu, mu.detach())

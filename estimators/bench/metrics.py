@@ -13,9 +13,10 @@ All formulas are for R independent replicates x_1..x_R of an estimator and a ref
 * rel_bias = bias / |r| (NaN where r = 0);
 * frac_negative: the fraction of estimates below 0, for quantities that are >= 0 by definition;
 * coverage: the fraction of replicates whose own interval [lower, upper] covers r;
+  both undefined (NaN) where every estimate equals r up to rounding (they would count rounding errors);
 * proportions get the binomial se sqrt(p (1 - p) / R).
 
-A reference is good enough to judge a bias when s_r <= bias_se / 10 (SPEC, "Exact references").
+A reference is good enough to judge a bias when s_r <= bias_se / 10 (docs/maths.md, "Exact references").
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ import math
 
 import numpy as np
 
-__all__ = ["summarize", "theory_columns", "sign_consistent", "Z_CHECK", "REFERENCE_SE_RATIO"]
+__all__ = ["summarize", "theory_columns", "sign_consistent", "reference_se_ok", "is_nonnegative", "Z_CHECK",
+           "REFERENCE_SE_RATIO"]
 
 Z_CHECK = 4.0  # z for the sign checks: a false alarm about once in 30 000 cells
-REFERENCE_SE_RATIO = 10.0  # SPEC: a reference's se must be 10 times below the bias se it judges
+ROUNDING = 1e-9  # |estimate - reference| <= ROUNDING (1 + |reference|): equal up to rounding
+REFERENCE_SE_RATIO = 10.0  # a reference's se must be 10 times below the bias se it judges
 _NONNEGATIVE = frozenset({"mi", "kl_agg", "tc", "dimwise_kl"})
 
 
@@ -88,9 +91,12 @@ def summarize(estimates, reference: float, reference_se: float = 0.0, *, lower=N
         "coverage": nan,
         "coverage_se": nan,
     }
-    if nonnegative:
+    # Where every estimate equals the reference up to rounding (an exactly computed 0, say), the sign
+    # and interval counts would count rounding errors: undefined there.
+    at_rounding = bool(np.all(np.abs(x - float(reference)) <= ROUNDING * (1.0 + abs(float(reference)))))
+    if nonnegative and not at_rounding:
         out["frac_negative"], out["frac_negative_se"] = _proportion(x < 0)
-    if lower is not None and upper is not None:
+    if lower is not None and upper is not None and not at_rounding:
         lo = np.asarray(lower, dtype=np.float64).ravel()
         hi = np.asarray(upper, dtype=np.float64).ravel()
         if lo.shape != x.shape or hi.shape != x.shape:
@@ -104,7 +110,7 @@ def summarize(estimates, reference: float, reference_se: float = 0.0, *, lower=N
 
 
 def reference_se_ok(reference_se: float, bias_se: float) -> bool:
-    r"""SPEC rule: reference_se <= bias_se / 10 (an exact reference, se 0, always passes)."""
+    r"""Whether reference_se <= bias_se / 10 (an exact reference, se 0, always passes)."""
     if reference_se == 0:
         return True
     if not math.isfinite(bias_se):
@@ -112,13 +118,13 @@ def reference_se_ok(reference_se: float, bias_se: float) -> bool:
     return REFERENCE_SE_RATIO * reference_se <= bias_se
 
 
-def theory_columns(quantity: str, N: int, D: int, batch_size: int, *, unbiased_inside: bool,
+def theory_columns(quantity: str, N: int, D: int, batch_size: int | None, *, unbiased_inside: bool,
                    estimator: str = "") -> dict[str, object]:
     r"""Columns theory predicts for a cell.
 
     * ``log_N``, ``log_B``: the scales of the mws and naive biases.
-    * ``mws_offset``: SPEC's exact per-sample constant mws - naive: mi +log N, kl_agg -log N,
-      tc +(D-1) log N, dimwise_kl -D log N.
+    * ``mws_offset``: the exact per-sample constant mws - naive (docs/maths.md, "Published
+      variants"): mi +log N, kl_agg -log N, tc +(D-1) log N, dimwise_kl -D log N.
     * ``bias_sign_theory``: for an estimator whose inner sum is an unbiased estimate of q(z_i)
       (and of each q(z_id)), Jensen gives E log q^ <= log q, so the bias of mi
       (= E[log q(z|n) - log q^]) is >= 0 and those of kl_agg and dimwise_kl (= E[log q^ - ...])
@@ -138,7 +144,7 @@ def theory_columns(quantity: str, N: int, D: int, batch_size: int, *, unbiased_i
         sign = {"mi": "+", "kl_agg": "-", "dimwise_kl": "-"}.get(quantity, "")
     return {
         "log_N": log_n if quantity != "log_px" else nan,
-        "log_B": math.log(batch_size) if batch_size > 0 else nan,
+        "log_B": math.log(batch_size) if batch_size else nan,  # None or 0: no batch (log_px)
         "mws_offset": offsets.get(quantity, nan),
         "bias_sign_theory": sign,
     }

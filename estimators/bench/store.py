@@ -1,42 +1,27 @@
-r"""Results on disk: the tidy CSV (rewritten atomically after every finished unit, so a long run
-never loses work and resumes where it stopped) and the cache of exact references.
+r"""The results CSV: one tidy row per cell, rewritten atomically after every finished unit, so a
+long run never loses work and resumes where it stopped.
 
-Atomic write: the whole CSV goes to a temporary file in the same folder, is flushed to disk and
-then renamed over the old one with ``os.replace`` (atomic on POSIX), so a reader or a crash never
-sees a half-written file. Floats are written with ``repr`` precision and read back with pandas'
-round-trip parser, so a resumed run's rows are bit-identical to those it wrote.
+Columns come in the order of :mod:`.schema`. Floats are written with ``repr`` precision and read
+back with pandas' round-trip parser, and text columns are read as text, so a resumed run's rows
+are bit-identical to those it wrote.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from ..files import write_atomic
 from .grid import row_id_of
+from .schema import COLUMN_NAMES, columns_of_kind
 
-__all__ = ["COLUMNS", "ResultStore", "read_results", "write_atomic", "ReferenceCache", "check_writable",
-           "probe_writable"]
+__all__ = ["ResultStore", "read_results", "IDENTITY_COLUMNS"]
 
-# Column order of the CSV. SPEC requires the first block; the rest are documented in report.py.
-COLUMNS = [
-    "scenario", "quantity", "estimator", "N", "D", "batch_size", "k", "replicates",
-    "reference", "reference_se", "reference_method", "mean", "bias", "bias_se", "sd", "rmse",
-    "time_per_call_s",
-    "rel_bias", "rel_bias_se", "sd_se", "rmse_se", "frac_negative", "frac_negative_se",
-    "coverage", "coverage_se", "reference_se_ok", "reference_samples",
-    "log_N", "log_B", "mws_offset", "bias_sign_theory", "bias_sign_ok", "predicted_bias",
-    "family", "published_variant", "separation", "scenario_seed", "dtype", "seed", "unit_seed",
-    "status", "error",
-]
-
-
-_TEXT = ("scenario", "quantity", "estimator", "reference_method", "bias_sign_theory", "family", "dtype",
-         "status", "error")
+TEXT_COLUMNS = columns_of_kind("text")
+# What a file needs to be a benchmark CSV: the columns of a row's identity (grid.row_id_of) and its status.
+IDENTITY_COLUMNS = ("scenario", "N", "D", "separation", "scenario_seed", "estimator", "batch_size", "k", "dtype",
+                    "quantity", "replicates", "seed", "status")
 # pandas >= 3 parses floats exactly by default (and deprecates the option); older ones need it.
 _ROUND_TRIP = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
@@ -45,61 +30,16 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     r"""Read a results CSV exactly as written (round-trip floats); empty frame if it is missing."""
     path = Path(path)
     if not path.is_file():
-        return pd.DataFrame(columns=COLUMNS)
-    df = pd.read_csv(path, dtype={c: str for c in _TEXT}, **_ROUND_TRIP)
-    for col in _TEXT:  # text columns stay text ("0" is a sign, "1e3" a scenario name), blanks ""
+        return pd.DataFrame(columns=COLUMN_NAMES)
+    df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, **_ROUND_TRIP)
+    for col in TEXT_COLUMNS:  # text columns stay text ("0" is a sign, "1e3" a scenario name), blanks ""
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), "")
     return df
 
 
-def write_atomic(path: str | os.PathLike, text: str | bytes) -> None:
-    r"""Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    mode = "wb" if isinstance(text, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def probe_writable(folder: str | os.PathLike) -> None:
-    r"""Check, without creating anything, that ``folder`` is or can become a writable folder."""
-    path = Path(folder).absolute()
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        raise ValueError(f"--out {str(folder)!r} is not a writable folder: {str(existing)!r} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {str(folder)!r} is not a writable folder: no write permission on {str(existing)!r}")
-
-
-def check_writable(folder: str | os.PathLike) -> Path:
-    r"""Create ``folder`` if needed and prove it writable, or raise a ValueError naming it."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ValueError(f"--out {str(folder)!r} is not a writable folder: {exc.strerror or exc}") from exc
-    return folder
-
-
 class ResultStore:
-    r"""The rows of one results CSV, keyed by row identity (see :func:`grid.row_id_of`).
+    r"""The rows of one results CSV, keyed by row identity (see :func:`.grid.row_id_of`).
 
     Rows not produced by the current grid are kept untouched. :meth:`put` replaces rows with the
     same identity and rewrites the file atomically.
@@ -109,8 +49,7 @@ class ResultStore:
         self.path = Path(path)
         self.rows: dict[tuple, dict] = {}
         df = read_results(self.path)
-        missing = [c for c in ("scenario", "N", "D", "separation", "scenario_seed", "estimator", "batch_size", "k",
-                               "dtype", "quantity", "replicates", "seed", "status") if c not in df.columns]
+        missing = [c for c in IDENTITY_COLUMNS if c not in df.columns]
         if len(df.columns) and missing:
             raise ValueError(f"{str(self.path)!r} exists but is not a benchmark CSV (no column {missing[0]!r}); "
                              "choose another --name or --out")
@@ -137,57 +76,5 @@ class ResultStore:
             rank = {rid: i for i, rid in enumerate(order)}
             ids.sort(key=lambda rid: (0, rank[rid]) if rid in rank else (1, 0))
         df = pd.DataFrame([self.rows[rid] for rid in ids])
-        df = df.reindex(columns=COLUMNS + [c for c in df.columns if c not in COLUMNS])
+        df = df.reindex(columns=COLUMN_NAMES + [c for c in df.columns if c not in COLUMN_NAMES])
         write_atomic(self.path, df.to_csv(index=False))
-
-    def frame(self) -> pd.DataFrame:
-        return read_results(self.path)
-
-
-def _source_hash(module) -> str:
-    r"""Hash of a module's source file: a cached value is stale once the code that made it changes."""
-    try:
-        return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:16]
-    except (OSError, AttributeError, TypeError):
-        return "unknown"
-
-
-class ReferenceCache:
-    r"""Exact references on disk, keyed by the posterior arrays themselves (float64 bytes), the
-    reference settings and the source of the module that computed them."""
-
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
-
-    def key(self, mu, logvar, settings: dict, module=None) -> str:
-        h = hashlib.sha256()
-        for a in (mu, logvar):
-            arr = np.ascontiguousarray(np.asarray(a.detach().cpu() if hasattr(a, "detach") else a, dtype=np.float64))
-            h.update(str(arr.shape).encode())
-            h.update(arr.tobytes())
-        h.update(json.dumps(settings, sort_keys=True).encode())
-        h.update(_source_hash(module).encode())
-        return h.hexdigest()[:24]
-
-    def get(self, key: str) -> dict | None:
-        path = self.folder / f"{key}.json"
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None  # a corrupt cache entry is recomputed
-
-    def put(self, key: str, value: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.folder / f"{key}.json", json.dumps(_jsonable(value), indent=1, sort_keys=True))
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    return value

@@ -9,13 +9,16 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from ..bench.grid import PRESETS
+from ..bench.plan import plan
+from ..bench.presets import PRESETS
 from ..bench.report import terminal_table, write_report
-from ..bench.runner import execute, plan
-from ..bench.store import probe_writable, read_results
+from ..bench.runner import execute
+from ..bench.store import read_results
+from ..validation import as_int
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -33,6 +36,19 @@ def _ints(values: list[str] | None, flag: str) -> tuple[int, ...] | None:
         return tuple(int(v) for v in names)
     except ValueError:
         raise ValueError(f"{flag} takes integers, got {' '.join(values)!r}") from None
+
+
+def probe_writable(folder: str | os.PathLike) -> None:
+    r"""Check, without creating anything, that ``folder`` is or can become a writable folder
+    (a ValueError naming it otherwise), so a bad ``--out`` fails before any work."""
+    path = Path(folder).absolute()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ValueError(f"--out {str(folder)!r} is not a writable folder: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(folder)!r} is not a writable folder: no write permission on {str(existing)!r}")
 
 
 def register(subparsers) -> None:
@@ -78,9 +94,7 @@ def _preset_from_args(args):
     if args.replicates is not None:
         changes["replicates"] = changes["log_px_replicates"] = args.replicates
     if args.reference_samples is not None:
-        if args.reference_samples < 2:
-            raise ValueError(f"--reference-samples must be at least 2, got {args.reference_samples}")
-        changes["reference_samples"] = args.reference_samples
+        changes["reference_samples"] = as_int("--reference-samples", args.reference_samples, 2)
     if args.dtype is not None:
         changes["dtype"] = args.dtype
     return preset.with_(**changes) if changes else preset
@@ -98,8 +112,8 @@ def run(args) -> int:
         raise ValueError(f"--name must be a plain file name, got {name!r}")
     probe_writable(args.out)  # before any work, and without creating anything
     for flag, v in (("--N", args.N), ("--D", args.D)):
-        if v is not None and v < 1:
-            raise ValueError(f"{flag} must be a positive integer, got {v}")
+        if v is not None:
+            as_int(flag, v, 1)
     separations = None
     if args.separation is not None:
         try:

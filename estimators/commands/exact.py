@@ -7,7 +7,6 @@ Examples::
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 

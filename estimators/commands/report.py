@@ -12,12 +12,14 @@ def register(subparsers) -> None:
         description="Read every OUT/*.csv written by `bench` and regenerate OUT/<name>-*.png and OUT/README.md.",
     )
     p.add_argument("--out", default="results", help="results folder (default: results/)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="rewrite README.md only, showing the plots already in OUT")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     folder = Path(args.out)
-    written = write_report(folder)
+    written = write_report(folder, draw=not args.no_plots)
     for name, df in load_results(folder).items():
         if len(df):
             print(f"== {name}.csv")

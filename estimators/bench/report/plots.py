@@ -1,0 +1,236 @@
+r"""The report's plots, one PNG per benchmark CSV and kind:
+
+* ``<name>-bias.png``: bias with 95% error bars (1.96 bias_se) against batch size, one row of
+  panels per scenario, one panel per quantity, one line per estimator (log x, symlog y: the
+  published variants are off by multiples of log N);
+* ``<name>-pareto.png``: RMSE against time per call (log-log), every (estimator, batch size, k)
+  a point, the Pareto front (no other point is both faster and more accurate) as a black line;
+* ``<name>-log_px.png`` (when the CSV has log_px rows): |bias| of log p(x) against k on log-log
+  axes, one panel per encoder (task), with the predicted bias overlaid as dashed lines.
+
+Each ``plot_*`` returns False (and writes nothing) when the CSV has no rows for it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...files import atomic_path
+from ..grid import AGGREGATE_QUANTITIES, LOG_PX
+from .select import aggregate_rows, is_published, latest_cells
+
+__all__ = ["plot_bias", "plot_pareto", "plot_log_px", "pareto_front", "PLOTS"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _styles(names) -> dict[str, dict]:
+    r"""A distinct colour per series: tab10 first, then the light half of tab20."""
+    plt = _plt()
+    colors = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("tab20").colors[1::2])
+    return {n: {"color": colors[i % len(colors)]} for i, n in enumerate(sorted(names))}
+
+
+def _title_and_legend(fig, axes, title: str) -> None:
+    r"""Title on top, one shared legend below the panels, and the space both need."""
+    handles, names = [], []
+    for ax in axes.flat:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    ncol = min(len(names), 6)
+    legend_in = 0.75 + 0.2 * math.ceil(len(names) / max(ncol, 1))  # x label + legend rows
+    fig.suptitle(title, fontsize=10, y=1 - 0.1 / height)
+    fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    # Fixed margins in inches: tight_layout measures every tick label and costs seconds per figure.
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=legend_in / height,
+                        top=1 - 0.55 / height, wspace=0.28, hspace=0.45 * 3.2 / (height / max(len(axes), 1)))
+
+
+def _panel_grid(d: pd.DataFrame):
+    r"""One panel per (scenario label, quantity): rows are scenarios, columns quantities."""
+    plt = _plt()
+    labels = list(dict.fromkeys(d["label"]))
+    quantities = [q for q in AGGREGATE_QUANTITIES if q in set(d["quantity"])]
+    styles = _styles(set(d["series"]))
+    fig, axes = plt.subplots(len(labels), len(quantities), figsize=(4.2 * len(quantities), 3.2 * len(labels)),
+                             squeeze=False)
+    return labels, quantities, styles, fig, axes
+
+
+def plot_bias(df: pd.DataFrame, path: Path) -> bool:
+    r"""Bias +- 1.96 se against batch size: rows = scenarios, columns = quantities."""
+    d = aggregate_rows(df)
+    if d.empty:
+        return False
+    labels, quantities, styles, fig, axes = _panel_grid(d)
+    for i, label in enumerate(labels):
+        for j, q in enumerate(quantities):
+            ax = axes[i][j]
+            cell = d[(d["label"] == label) & (d["quantity"] == q)]
+            n_series = cell["series"].nunique()
+            for s, (series, g) in enumerate(cell.groupby("series", sort=True)):
+                g = g.sort_values("batch_size")
+                published = bool(is_published(g).any())
+                dodge = 2.0 ** (0.05 * (s - (n_series - 1) / 2))  # side by side, so error bars stay visible
+                ax.errorbar(g["batch_size"] * dodge, g["bias"], yerr=1.96 * g["bias_se"].fillna(0), label=series,
+                            marker="o", ms=3, lw=1.2, capsize=2, ls="--" if published else "-", **styles[series])
+            ax.axhline(0.0, color="black", lw=0.8)
+            ax.set_xscale("log", base=2)
+            _symlog_if_wide(ax, cell["bias"].abs().to_numpy() + 1.96 * cell["bias_se"].fillna(0).to_numpy())
+            ax.set_title(f"{label}: {q}", fontsize=9)
+            ax.grid(True, alpha=0.3)
+            if i == len(labels) - 1:
+                ax.set_xlabel("batch size B")
+            if j == 0:
+                ax.set_ylabel("bias (nats)")
+    _title_and_legend(fig, axes, "Bias against batch size (error bars: 95% Monte Carlo interval; "
+                      "dashed: published variants)")
+    _save(fig, path)
+    return True
+
+
+def _symlog_if_wide(ax, magnitudes: np.ndarray) -> None:
+    r"""Symmetric log y axis when biases span more than 20-fold (the published variants are
+    off by multiples of log N); ticks at 0 and at most four powers of ten per sign."""
+    m = magnitudes[np.isfinite(magnitudes) & (magnitudes > 0)]
+    if len(m) < 2 or m.max() / m.min() <= 20:
+        return
+    lo = math.floor(math.log10(max(np.percentile(m, 20), 1e-6)))
+    hi = math.ceil(math.log10(m.max()))
+    ax.set_yscale("symlog", linthresh=10.0**lo, linscale=0.5)
+    step = max(1, math.ceil((hi - lo + 1) / 4))
+    powers = [10.0**e for e in range(lo, hi + 1, step)]
+    ax.set_yticks([-p for p in reversed(powers)] + [0.0] + powers)
+    ax.set_yticklabels([f"-{p:g}" for p in reversed(powers)] + ["0"] + [f"{p:g}" for p in powers], fontsize=7)
+    ax.minorticks_off()
+
+
+def _plain_log_ticks(ax) -> None:
+    r"""Decade labels only: unlabelled minor ticks (mathtext minor labels are slow and cluttered)."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, numticks=6))
+        axis.set_minor_formatter(NullFormatter())
+
+
+def pareto_front(time_s: np.ndarray, error: np.ndarray) -> np.ndarray:
+    r"""Indices of the points no other point beats on both time and error, sorted by time."""
+    order = np.lexsort((error, time_s))
+    front, best = [], math.inf
+    for i in order:
+        if error[i] < best:
+            front.append(i)
+            best = error[i]
+    return np.asarray(front, dtype=int)
+
+
+def plot_pareto(df: pd.DataFrame, path: Path) -> bool:
+    r"""RMSE against time per call, log-log, with the Pareto front."""
+    d = aggregate_rows(df)
+    d = d[(d["time_per_call_s"] > 0) & (d["rmse"] > 0)]
+    if d.empty:
+        return False
+    labels, quantities, styles, fig, axes = _panel_grid(d)
+    for i, label in enumerate(labels):
+        for j, q in enumerate(quantities):
+            ax = axes[i][j]
+            cell = d[(d["label"] == label) & (d["quantity"] == q)]
+            for series, g in cell.groupby("series", sort=True):
+                published = bool(is_published(g).any())
+                ax.scatter(g["time_per_call_s"], g["rmse"], s=8 + 3 * np.log2(g["batch_size"]) ** 2,
+                           label=series, alpha=0.8, marker="x" if published else "o", **styles[series])
+            usable = cell[~is_published(cell)]
+            if len(usable):
+                t, e = usable["time_per_call_s"].to_numpy(), usable["rmse"].to_numpy()
+                f = pareto_front(t, e)
+                ax.step(t[f], e[f], where="post", color="black", lw=1)
+                for idx in f:
+                    r = usable.iloc[idx]
+                    ax.annotate(f"{r['series']} B={int(r['batch_size'])}", (t[idx], e[idx]), fontsize=6,
+                                xytext=(3, 3), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            _plain_log_ticks(ax)
+            ax.set_title(f"{label}: {q}", fontsize=9)
+            ax.grid(True, alpha=0.3)
+            if i == len(labels) - 1:
+                ax.set_xlabel("time per call (s)")
+            if j == 0:
+                ax.set_ylabel("RMSE (nats)")
+    _title_and_legend(fig, axes, "Error against time per call (marker size grows with B; black: Pareto front "
+                      "of the estimators one would train with; x: published variants)")
+    _save(fig, path)
+    return True
+
+
+def plot_log_px(df: pd.DataFrame, path: Path) -> bool:
+    r"""|bias| of log p(x) against k, log-log, one panel per task, predicted bias dashed."""
+    d = latest_cells(df)
+    d = d[d["quantity"] == LOG_PX]
+    if d.empty:
+        return False
+    plt = _plt()
+    from matplotlib.ticker import NullFormatter
+
+    tasks = list(dict.fromkeys(d["scenario"]))
+    cols = min(len(tasks), 3)
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    styles = _styles(set(d["estimator"]))
+    for ax, task in zip(axes.flat, tasks):
+        cell = d[d["scenario"] == task]
+        for est, g in cell.groupby("estimator", sort=True):
+            g = g.sort_values("k")
+            size, half = g["bias"].abs().to_numpy(), 1.96 * g["bias_se"].fillna(0).to_numpy()
+            # log axis: the lower bar stops at a tenth of the value; hollow = not distinguishable from 0
+            ax.errorbar(g["k"], size, yerr=[np.minimum(half, 0.9 * size), half], ms=0, capsize=2, lw=1.2,
+                        label=f"{est} |bias|", **styles[est])
+            sig = size > half
+            ax.scatter(g["k"][sig], size[sig], s=14, **styles[est])
+            ax.scatter(g["k"][~sig], size[~sig], s=14, facecolors="white", edgecolors=styles[est]["color"], zorder=3)
+            pred = g[np.isfinite(g["predicted_bias"].astype(float))]
+            if len(pred):
+                ax.plot(pred["k"], pred["predicted_bias"].astype(float).abs(), ls="--", lw=1,
+                        label=f"{est} predicted", **styles[est])
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("k")
+        ax.set_ylabel("|bias| of log p(x) (nats)")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    fig.suptitle("IWAE-k and jackknife: |bias| of log p(x) against k (error bars 95%; hollow: within 1.96 se "
+                 "of 0; dashed: predicted bias)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def _save(fig, path: Path) -> None:
+    plt = _plt()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+
+
+# suffix of the file name -> plot function, in the order the summary shows them
+PLOTS = {"bias": plot_bias, "pareto": plot_pareto, "log_px": plot_log_px}

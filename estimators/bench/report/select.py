@@ -1,0 +1,87 @@
+r"""Which rows a report shows: benchmark CSVs of a folder, the latest run of each cell, the
+aggregate-quantity rows with their plot labels, and the lowest-RMSE estimator per cell."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..grid import AGGREGATE_QUANTITIES
+from ..store import read_results
+
+__all__ = ["load_results", "latest_cells", "aggregate_rows", "best_by_rmse", "is_published", "CELL"]
+
+CELL = ["scenario", "separation", "quantity", "estimator", "batch_size", "k", "dtype"]
+_EXCLUDE_BEST = {"exact"}  # full-N evaluation: the gold standard, not a minibatch choice
+
+
+def load_results(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    r"""Every benchmark ``*.csv`` in ``folder`` (not hidden; other CSVs are skipped), by file stem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"results folder {str(folder)!r} does not exist")
+    out = {}
+    for path in sorted(folder.glob("*.csv")):
+        if path.name.startswith("."):
+            continue
+        df = read_results(path)
+        if {"scenario", "quantity", "estimator", "status", "bias"} <= set(df.columns):  # skip foreign CSVs
+            out[path.stem] = df
+    return out
+
+
+def latest_cells(df: pd.DataFrame) -> pd.DataFrame:
+    r"""One row per cell: finished rows only; where a cell was run with several replicate counts or
+    seeds, the one with the most replicates (then the last written)."""
+    if df.empty:
+        return df
+    ok = df[df["status"] == "ok"].copy()
+    ok["_order"] = np.arange(len(ok))
+    ok = ok.sort_values(["replicates", "_order"]).drop_duplicates(CELL, keep="last")
+    return ok.sort_values("_order").drop(columns="_order")
+
+
+def is_published(rows: pd.DataFrame) -> pd.Series:
+    r"""Whether each row is a published variant (the column reads back as bool or as text)."""
+    return rows["published_variant"].astype(str).eq("True")
+
+
+def _scenario_labels(df: pd.DataFrame) -> pd.Series:
+    seps = df.groupby("scenario")["separation"].nunique(dropna=True)
+    many = set(seps[seps > 1].index)
+
+    def label(row):
+        if row["scenario"] in many:
+            return f"{row['scenario']} (sep {row['separation']:g})"
+        return str(row["scenario"])
+
+    return df.apply(label, axis=1) if len(df) else pd.Series(dtype=str)
+
+
+def _series_name(row) -> str:
+    return f"{row['estimator']} k={int(row['k'])}" if int(row["k"]) > 0 else str(row["estimator"])
+
+
+def aggregate_rows(df: pd.DataFrame) -> pd.DataFrame:
+    r"""The latest aggregate-quantity cells, with a scenario ``label`` (the separation where a scenario
+    has several) and a ``series`` name (the estimator, with its k where it takes one)."""
+    d = latest_cells(df)
+    d = d[d["quantity"].isin(AGGREGATE_QUANTITIES)].copy()
+    if d.empty:
+        return d
+    d["label"] = _scenario_labels(d)
+    d["series"] = d.apply(_series_name, axis=1)
+    return d
+
+
+def best_by_rmse(df: pd.DataFrame) -> pd.DataFrame:
+    r"""For each (scenario, quantity, batch size): the row with the lowest RMSE among estimators
+    one would use in training (not ``exact``, not the published variants)."""
+    d = aggregate_rows(df)
+    if d.empty:
+        return d
+    d = d[~d["estimator"].isin(_EXCLUDE_BEST) & ~is_published(d)]
+    idx = d.groupby(["label", "quantity", "batch_size"])["rmse"].idxmin()
+    return d.loc[idx.values]

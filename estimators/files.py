@@ -1,0 +1,51 @@
+"""Files the package writes: its cache directory and atomic writes.
+
+Atomic: the content goes to a temporary file in the target's folder, is flushed to disk and then
+renamed over the target with ``os.replace`` (atomic on POSIX), so a reader, a concurrent process
+or a crash never sees a half-written file.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["CACHE_ENV", "cache_dir", "atomic_path", "write_atomic"]
+
+CACHE_ENV = "VAE_ESTIMATORS_CACHE"
+
+
+def cache_dir() -> Path:
+    """The cache directory: ``$VAE_ESTIMATORS_CACHE`` if set, else ``~/.cache/vae-aggregate-estimators``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vae-aggregate-estimators"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path`` (same suffix); on success it replaces ``path`` atomically.
+
+    For writers that take a file name (``np.savez``, a compiler's ``-o``). On an exception the
+    temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` (text or bytes) to ``path`` atomically, flushed to disk first."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -1,0 +1,190 @@
+r"""Adaptive quadrature of KL(q || Normal(0, I)) for a Gaussian mixture q in one or two dimensions.
+
+The exact parts of the references: every marginal KL(q(z_d) || p(z_d)), hence dimwise_kl in any D, and
+the joint KL(q(z) || p(z)) when D = 2 and the field is not too fine for the budget.
+
+Method: composite tensor Gauss-Legendre on cells, starting from a product of per-dimension partitions
+that resolve every component (:func:`resolved_partition`: near a component every interval is at most a
+few of its standard deviations long, so a narrow component inside a wide one can never fall between the
+nodes), then halving every cell whose n-point rule and n/2-point rule disagree. The integrand
+q(z) log(q(z) / p(z)) uses the exact mixture density over all components
+(:func:`estimators.kernels.joint_lse`).
+
+Why not per-component Gauss-Hermite (E_{q(z|n)}[log q(z) - log q(z|n)] on nodes centred on each
+component, the textbook choice): that integrand bends sharply between well separated neighbours and
+around narrower components inside component n, and the rule converges slowly -- measured 1e-6 relative
+error at 32 nodes on ordinary fields, 0.2% on the ``heteroscedastic`` scenario, 5% on a field with
+variances over four orders of magnitude -- with nothing to flag it. The adaptive rule here agrees with
+scipy.integrate.quad to 1e-13 on the same fields.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..kernels import joint_lse
+from ..numerics import log_standard_normal
+
+__all__ = ["resolved_partition", "kl_to_standard_normal"]
+
+QUERY_CHUNK = 2**17  # query points per kernel call: bounds the float64 feature matrices to a few MB
+ZONE = 8.0  # a component's shape must be resolved within ZONE standard deviations of its mean ...
+RESOLUTION = 4.0  # ... by intervals at most RESOLUTION of its standard deviations long
+TAIL = 12.0  # integration range: every component's mean +- TAIL sd (beyond: below 1e-31 of its mass)
+
+
+@lru_cache(maxsize=32)
+def _tensor_legendre(nodes: int, dim: int) -> tuple[Tensor, Tensor]:
+    """Gauss-Legendre points (nodes**dim, dim) and weights on [-1, 1]^dim."""
+    x, w = np.polynomial.legendre.leggauss(int(nodes))
+    points = np.stack([g.ravel() for g in np.meshgrid(*([x] * dim), indexing="ij")], axis=1)
+    weights = np.prod(np.stack([g.ravel() for g in np.meshgrid(*([w] * dim), indexing="ij")], axis=1), axis=1)
+    return torch.from_numpy(points), torch.from_numpy(weights)
+
+
+def _range_min(starts: np.ndarray, stops: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """out[i] = min(values[m] : starts[m] <= i < stops[m]), +inf where no range covers i.
+
+    Each range is covered by two overlapping power-of-two blocks whose minima are then pushed down level
+    by level (a sparse table run backwards): vectorised, O(size log size + number of ranges).
+    """
+    levels = max(int(size).bit_length(), 1)
+    table = np.full((levels, size), np.inf)
+    k = np.floor(np.log2(stops - starts)).astype(np.int64)
+    np.minimum.at(table, (k, starts), values)
+    np.minimum.at(table, (k, stops - (1 << k)), values)
+    for level in range(levels - 1, 0, -1):
+        half = 1 << (level - 1)
+        np.minimum(table[level - 1], table[level], out=table[level - 1])
+        np.minimum(table[level - 1][half:], table[level][:-half], out=table[level - 1][half:])
+    return table[0]
+
+
+def resolved_partition(mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    r"""Breakpoints of [min(mu - TAIL sd), max(mu + TAIL sd)] that resolve every component of a 1-D mixture.
+
+    Every interval that meets the zone mu_m +- ZONE sd_m of a component m is at most RESOLUTION sd_m long,
+    so a narrow component inside a wide one can never fall between quadrature nodes (an error estimate
+    alone would not notice it: both rules would miss it alike). Intervals are otherwise as long as
+    possible; the error-driven refinement of :func:`kl_to_standard_normal` takes over from there.
+    """
+    lo, hi = float((mu - TAIL * sd).min()), float((mu + TAIL * sd).max())
+    zone_lo, zone_hi = np.maximum(mu - ZONE * sd, lo), np.minimum(mu + ZONE * sd, hi)
+    ends = np.unique(np.concatenate([[lo, hi], zone_lo, zone_hi]))
+    starts, stops = np.searchsorted(ends, zone_lo), np.searchsorted(ends, zone_hi)
+    keep = stops > starts  # a zone narrower than float spacing covers no segment
+    scale = _range_min(starts[keep], stops[keep], sd[keep], len(ends) - 1)
+    scale = np.minimum(scale, hi - lo)  # outside every zone: no structural constraint
+    # cut each elementary segment into equal pieces short enough for its scale ...
+    lengths = np.diff(ends)
+    pieces = np.maximum(np.ceil(lengths / (RESOLUTION * scale)), 1).astype(np.int64)
+    seg = np.repeat(np.arange(len(lengths)), pieces)
+    first = np.cumsum(pieces) - pieces
+    piece_end = ends[seg] + (np.arange(len(seg)) - first[seg] + 1) * (lengths / pieces)[seg]
+    piece_end[first + pieces - 1] = ends[1:]
+    # ... then merge neighbours greedily while the merged interval stays short enough for every piece in it
+    breaks = [lo]
+    start, limit, prev_end = lo, math.inf, lo
+    for end, s in zip(piece_end.tolist(), scale[seg].tolist()):
+        allowed = min(limit, RESOLUTION * s)
+        if end - start <= allowed:
+            limit = allowed
+        else:  # close the current interval where the previous piece ended
+            breaks.append(prev_end)
+            start, limit = prev_end, RESOLUTION * s
+        prev_end = end
+    breaks.append(hi)
+    return np.asarray(breaks)
+
+
+def _gauss_legendre(f, a: Tensor, b: Tensor, nodes: int) -> tuple[Tensor, Tensor]:
+    """The tensor ``nodes``-point Gauss-Legendre rule on each cell [a_i, b_i] (K, k), for f and |f|."""
+    x, w = _tensor_legendre(nodes, a.shape[1])
+    half, mid = 0.5 * (b - a), 0.5 * (a + b)
+    volume = half.prod(1)
+    total, total_abs = torch.empty_like(volume), torch.empty_like(volume)
+    step = max(QUERY_CHUNK // len(w), 1)  # cells per chunk: bounds the memory of the query points
+    for i in range(0, len(a), step):
+        values = f(mid[i:i + step, None, :] + half[i:i + step, None, :] * x[None, :, :])
+        total[i:i + step] = (values * w).sum(1) * volume[i:i + step]
+        total_abs[i:i + step] = (values.abs() * w).sum(1) * volume[i:i + step]
+    return total, total_abs
+
+
+def kl_to_standard_normal(mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *, nodes: int = 32,
+                          rtol: float = 1e-10, atol: float = 1e-13, max_rounds: int = 40,
+                          max_terms: float | None = None) -> tuple[float, float] | None:
+    r"""KL(q || Normal(0, I)) for a Gaussian mixture q in k = 1 or 2 dimensions, by adaptive quadrature.
+
+    Integrates q(z) (log q(z) - log p(z)) over the product of the per-dimension
+    :func:`resolved_partition` cells with the tensor ``nodes``-point Gauss-Legendre rule; a cell is
+    accepted when the ``nodes // 2``-point rule agrees with it to ``rtol`` times the integral of the
+    |integrand| over the cell (plus ``atol`` times the cell's share of the volume), and is halved in every
+    dimension otherwise. Cost: about cells x nodes**k x U kernel terms; it depends on how spread out the
+    components are relative to their widths, not on how many data points share a component.
+
+    Args:
+        mu, logvar: (U, k) float64 means and log-variances of the components.
+        log_weights: (U,) log weights summing to 1 in probability; None for equal weights.
+        nodes: Gauss-Legendre nodes per dimension of a cell.
+        rtol, atol: tolerances of the refinement (see above).
+        max_rounds: most halvings of a cell; refinement also stops when the cells still to refine
+            outnumber 8 times the initial cells plus 1e5 (the error estimate then says so).
+        max_terms: give up (return None) when the first round alone would cost more kernel terms.
+    Returns:
+        (value, error): the KL and the sum of the accepted cells' error estimates (the difference of the
+        two rules: an overestimate of the error of the finer one, which is what is summed); or None.
+    """
+    mu, logvar = mu.to(torch.float64), logvar.to(torch.float64)
+    U, k = mu.shape
+    if log_weights is None:
+        log_weights = torch.full((U,), -math.log(U), dtype=torch.float64)
+    sd = torch.exp(0.5 * logvar)
+    edges = [torch.from_numpy(resolved_partition(mu[:, d].numpy(), sd[:, d].numpy())) for d in range(k)]
+    cells = math.prod(len(e) - 1 for e in edges)
+    if max_terms is not None and cells * (nodes ** k + (nodes // 2) ** k) * U > max_terms:
+        return None
+    lows = torch.cartesian_prod(*[e[:-1] for e in edges]).reshape(-1, k)
+    highs = torch.cartesian_prod(*[e[1:] for e in edges]).reshape(-1, k)
+    total = math.prod(float(e[-1] - e[0]) for e in edges)
+
+    def integrand(z: Tensor) -> Tensor:  # q log(q / p) at points (..., k)
+        flat = z.reshape(-1, k)
+        log_q = torch.empty(flat.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            for start in range(0, flat.shape[0], QUERY_CHUNK):
+                log_q[start:start + QUERY_CHUNK] = joint_lse(flat[start:start + QUERY_CHUNK], mu, logvar, log_weights)
+        log_p = log_standard_normal(flat)
+        return (torch.exp(log_q) * (log_q - log_p)).reshape(z.shape[:-1])
+
+    a, b = lows, highs
+    most_cells = 8 * len(a) + 100_000
+    value = error = 0.0
+    for _ in range(max_rounds):
+        fine, fine_abs = _gauss_legendre(integrand, a, b, nodes)
+        coarse, _ = _gauss_legendre(integrand, a, b, max(nodes // 2, 1))
+        err = (fine - coarse).abs()
+        done = err <= rtol * fine_abs + atol * (b - a).prod(1) / total
+        value += float(fine[done].sum())
+        error += float(err[done].sum())
+        if bool(done.all()) or int((~done).sum()) * 2 ** k > most_cells:
+            break
+        a, b = _halve(a[~done], b[~done])
+    # cells not converged (if any): keep the finer rule and its (large) error estimate
+    value += float(fine[~done].sum())
+    error += float(err[~done].sum())
+    return value, error
+
+
+def _halve(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Split each cell [a, b] (K, k) into its 2**k halves."""
+    k = a.shape[1]
+    m = 0.5 * (a + b)
+    corners = torch.cartesian_prod(*([torch.tensor([0, 1])] * k)).reshape(-1, k).bool()  # (2**k, k)
+    lo = torch.where(corners[None], m[:, None], a[:, None])
+    hi = torch.where(corners[None], b[:, None], m[:, None])
+    return lo.reshape(-1, k), hi.reshape(-1, k)

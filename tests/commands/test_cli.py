@@ -1,0 +1,27 @@
+"""The command line itself: every subcommand is registered, help works, errors are one line."""
+import pytest
+
+from estimators.cli import COMMANDS, build_parser, main
+
+
+def test_every_command_is_registered():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert tuple(sub.choices) == COMMANDS == ("exact", "bench", "report", "compare")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help(capsys, command):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0 and "usage: python -m estimators " + command in capsys.readouterr().out
+
+
+def test_bench_help_lists_the_presets(capsys):
+    from estimators.bench.presets import PRESETS
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    for name, preset in PRESETS.items():
+        assert name in out and preset.description.split()[0] in out

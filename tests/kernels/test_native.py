@@ -1,0 +1,90 @@
+"""The fused C kernel (estimators.kernels.native): builds, agrees with torch, and is used where it should be."""
+import math
+
+import pytest
+import torch
+
+from estimators import kernels
+from estimators.kernels import log_weighted_marginals, log_weighted_sum, marginal_lse, native
+from kernel_cases import DTYPES, assert_close, brute_force, field, weight_matrix
+
+
+@pytest.fixture
+def built():
+    if native.get() is None:
+        pytest.skip(f"native kernel unavailable: {native.unavailable_reason()}")
+    return native.get()
+
+
+def test_native_kernel_builds(built):
+    assert set(built) == {torch.float32, torch.float64}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N", [1, 1023, 1024, 2500])  # below, at and across the kernel's block of 1024
+def test_kernel_matches_brute_force_across_blocks(built, dtype, N):
+    z, mu, logvar = field(N=N, D=3, Q=13, seed=1, dtype=dtype)  # Q = 13: one full tile of 8 and a partial one
+    W = weight_matrix(13, N, seed=2, dtype=dtype)
+    lw = torch.linspace(-1, 1, N, dtype=dtype)
+    lw[N // 2] = -math.inf
+    want_joint, want_dims = brute_force(z, mu, logvar, lw, W)
+    assert_close(native.joint_lse(z, mu, logvar, lw, W), want_joint, dtype)
+    assert_close(native.marginal_lse(z, mu, logvar, lw, W), want_dims, dtype)
+    want_joint, want_dims = brute_force(z, mu, logvar)
+    assert_close(native.joint_lse(z, mu, logvar), want_joint, dtype)
+    assert_close(native.marginal_lse(z, mu, logvar), want_dims, dtype)
+
+
+def test_unavailable_returns_none(monkeypatch):
+    z, mu, logvar = field(N=5, D=2, Q=3, seed=3)
+    monkeypatch.setenv("VAE_ESTIMATORS_NATIVE", "0")
+    assert native.get() is None
+    assert native.joint_lse(z, mu, logvar) is None and native.marginal_lse(z, mu, logvar) is None
+    torch.testing.assert_close(kernels.log_mixture_marginals(z, mu, logvar),
+                               kernels.log_mixture_marginals(z, mu, logvar, use_native=False), rtol=0, atol=0)
+
+
+class _Spy:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        return self.fn(*args)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weighted_marginals_take_the_native_forward(built, monkeypatch, dtype):
+    z, mu, logvar = field(N=40, D=3, Q=40, seed=4, dtype=dtype)
+    W = weight_matrix(40, 40, seed=5, dtype=dtype)
+    spy = _Spy(native.marginal_lse)
+    monkeypatch.setattr(native, "marginal_lse", spy)
+    got = log_weighted_marginals(z, mu, logvar, W)
+    assert len(spy.calls) == 1 and spy.calls[0][4] is not None  # the (Q, N) matrix went to the C kernel
+    _, want = brute_force(z, mu, logvar, log_weight_matrix=W)
+    assert_close(got, want, dtype)
+    # the internal the estimators call takes it too, and its backward still runs (in torch)
+    args = [t.clone().requires_grad_() for t in (z, mu, logvar)]
+    marginal_lse(*args, None, W).sum().backward()
+    assert len(spy.calls) == 2 and all(a.grad is not None for a in args)
+    log_weighted_marginals(z, mu, logvar, W, use_native=False)
+    assert len(spy.calls) == 2  # use_native=False: the torch forward
+
+
+def test_weighted_joint_takes_the_native_forward(built, monkeypatch):
+    z, mu, logvar = field(N=20, D=3, Q=20, seed=6)
+    W = weight_matrix(20, 20, seed=7)
+    spy = _Spy(native.joint_lse)
+    monkeypatch.setattr(native, "joint_lse", spy)
+    log_weighted_sum(z, mu, logvar, W)
+    assert len(spy.calls) == 1 and spy.calls[0][4] is not None
+
+
+def test_native_and_torch_paths_agree_float32(built):
+    z, mu, logvar = field(N=3000, D=10, Q=64, seed=8, dtype=torch.float32)
+    W = weight_matrix(64, 3000, seed=9, dtype=torch.float32)
+    for lw in (None, torch.full((3000,), -math.log(3000.0))):
+        torch.testing.assert_close(marginal_lse(z, mu, logvar, lw, W),
+                                   marginal_lse(z, mu, logvar, lw, W, use_native=False), rtol=0, atol=2e-5)
+        torch.testing.assert_close(kernels.joint_lse(z, mu, logvar, lw, W),
+                                   kernels.joint_lse(z, mu, logvar, lw, W, use_native=False), rtol=0, atol=2e-4)
