@@ -1,4 +1,4 @@
-r"""Adaptive quadrature of KL(q || Normal(0, I)) for a Gaussian mixture q in one or two dimensions.
+r"""Adaptive quadrature of E_q[log q] (and so of KL(q || Normal(0, I))) for a Gaussian mixture q in one or two dimensions.
 
 The exact parts of the references: every marginal KL(q(z_d) || p(z_d)), hence dimwise_kl in any D, and
 the joint KL(q(z) || p(z)) when D = 2 and the field is not too fine for the budget.
@@ -7,7 +7,7 @@ Method: composite tensor Gauss-Legendre on cells, starting from a product of per
 that resolve every component (:func:`resolved_partition`: near a component every interval is at most a
 few of its standard deviations long, so a narrow component inside a wide one can never fall between the
 nodes), then halving every cell whose n-point rule and n/2-point rule disagree. The integrand
-q(z) log(q(z) / p(z)) uses the exact mixture density over all components
+q(z) log q(z) uses the exact mixture density over all components
 (:func:`estimators.kernels.joint_lse`).
 
 Why not per-component Gauss-Hermite (E_{q(z|n)}[log q(z) - log q(z|n)] on nodes centred on each
@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 
 from ..kernels import joint_lse
-from ..numerics import log_standard_normal
+from ..numerics import LOG_2PI
 
-__all__ = ["resolved_partition", "kl_to_standard_normal"]
+__all__ = ["resolved_partition", "neg_entropy", "cross_entropy_to_prior", "kl_to_standard_normal"]
 
 QUERY_CHUNK = 2**17  # query points per kernel call: bounds the float64 feature matrices to a few MB
 ZONE = 8.0  # a component's shape must be resolved within ZONE standard deviations of its mean ...
@@ -115,17 +115,22 @@ def _gauss_legendre(f, a: Tensor, b: Tensor, nodes: int) -> tuple[Tensor, Tensor
     return total, total_abs
 
 
-def kl_to_standard_normal(mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *, nodes: int = 32,
-                          rtol: float = 1e-10, atol: float = 1e-13, max_rounds: int = 40,
-                          max_terms: float | None = None) -> tuple[float, float] | None:
-    r"""KL(q || Normal(0, I)) for a Gaussian mixture q in k = 1 or 2 dimensions, by adaptive quadrature.
+def neg_entropy(mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *, nodes: int = 32,
+                rtol: float = 1e-10, atol: float = 1e-13, max_rounds: int = 40,
+                max_terms: float | None = None) -> tuple[float, float] | None:
+    r"""E_q[log q] = int q log q for a Gaussian mixture q in k = 1 or 2 dimensions, by adaptive quadrature.
 
-    Integrates q(z) (log q(z) - log p(z)) over the product of the per-dimension
-    :func:`resolved_partition` cells with the tensor ``nodes``-point Gauss-Legendre rule; a cell is
-    accepted when the ``nodes // 2``-point rule agrees with it to ``rtol`` times the integral of the
-    |integrand| over the cell (plus ``atol`` times the cell's share of the volume), and is halved in every
-    dimension otherwise. Cost: about cells x nodes**k x U kernel terms; it depends on how spread out the
-    components are relative to their widths, not on how many data points share a component.
+    The negative entropy, not a KL: it is translation invariant, so the components are centred on their
+    mean first and nothing of the size of mu^2 (or of a huge variance) ever enters the integrand; the KL
+    to the prior is then ``neg_entropy - E_q[log p]`` with the cross-entropy in closed form
+    (:func:`kl_to_standard_normal`).
+
+    Integrates over the product of the per-dimension :func:`resolved_partition` cells with the tensor
+    ``nodes``-point Gauss-Legendre rule; a cell is accepted when the ``nodes // 2``-point rule agrees with
+    it to ``rtol`` times the integral of the |integrand| over the cell (plus ``atol`` times the cell's share
+    of the volume), and is halved in every dimension otherwise. Cost: about cells x nodes**k x U kernel
+    terms; it depends on how spread out the components are relative to their widths, not on how many data
+    points share a component.
 
     Args:
         mu, logvar: (U, k) float64 means and log-variances of the components.
@@ -136,10 +141,11 @@ def kl_to_standard_normal(mu: Tensor, logvar: Tensor, log_weights: Tensor | None
             outnumber 8 times the initial cells plus 1e5 (the error estimate then says so).
         max_terms: give up (return None) when the first round alone would cost more kernel terms.
     Returns:
-        (value, error): the KL and the sum of the accepted cells' error estimates (the difference of the
-        two rules: an overestimate of the error of the finer one, which is what is summed); or None.
+        (value, error): the integral and the sum of the accepted cells' error estimates (the difference of
+        the two rules: an overestimate of the error of the finer one, which is what is summed); or None.
     """
     mu, logvar = mu.to(torch.float64), logvar.to(torch.float64)
+    mu = mu - mu.mean(0)  # translation invariant: keep the nodes' coordinates small
     U, k = mu.shape
     if log_weights is None:
         log_weights = torch.full((U,), -math.log(U), dtype=torch.float64)
@@ -152,14 +158,13 @@ def kl_to_standard_normal(mu: Tensor, logvar: Tensor, log_weights: Tensor | None
     highs = torch.cartesian_prod(*[e[1:] for e in edges]).reshape(-1, k)
     total = math.prod(float(e[-1] - e[0]) for e in edges)
 
-    def integrand(z: Tensor) -> Tensor:  # q log(q / p) at points (..., k)
+    def integrand(z: Tensor) -> Tensor:  # q log q at points (..., k)
         flat = z.reshape(-1, k)
         log_q = torch.empty(flat.shape[0], dtype=torch.float64)
         with torch.no_grad():
             for start in range(0, flat.shape[0], QUERY_CHUNK):
                 log_q[start:start + QUERY_CHUNK] = joint_lse(flat[start:start + QUERY_CHUNK], mu, logvar, log_weights)
-        log_p = log_standard_normal(flat)
-        return (torch.exp(log_q) * (log_q - log_p)).reshape(z.shape[:-1])
+        return (torch.exp(log_q) * log_q).reshape(z.shape[:-1])
 
     a, b = lows, highs
     most_cells = 8 * len(a) + 100_000
@@ -178,6 +183,22 @@ def kl_to_standard_normal(mu: Tensor, logvar: Tensor, log_weights: Tensor | None
     value += float(fine[~done].sum())
     error += float(err[~done].sum())
     return value, error
+
+
+def cross_entropy_to_prior(mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None) -> float:
+    r"""E_q[log N(z; 0, I)] for the mixture q: -1/2 sum_u w_u sum_d (log 2pi + mu_ud^2 + var_ud), closed form."""
+    per = -0.5 * (LOG_2PI + mu.to(torch.float64) ** 2 + torch.exp(logvar.to(torch.float64))).sum(1)
+    w = torch.full_like(per, 1.0 / len(per)) if log_weights is None else torch.exp(log_weights.to(torch.float64))
+    return float((w * per).sum())
+
+
+def kl_to_standard_normal(mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None,
+                          **options) -> tuple[float, float] | None:
+    r"""KL(q || Normal(0, I)) = E_q[log q] - E_q[log p] for a Gaussian mixture q in one or two dimensions:
+    :func:`neg_entropy` by quadrature minus :func:`cross_entropy_to_prior` in closed form; (value, error)
+    or None (as :func:`neg_entropy`, whose keyword options it takes)."""
+    out = neg_entropy(mu, logvar, log_weights, **options)
+    return None if out is None else (out[0] - cross_entropy_to_prior(mu, logvar, log_weights), out[1])
 
 
 def _halve(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
