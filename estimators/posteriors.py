@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,8 +103,14 @@ def _read_arrays(path: Path, suffix: str) -> dict:
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    with torch.serialization.safe_globals(_numpy_safe_globals()):
-        arrays = torch.load(path, map_location="cpu", weights_only=True)
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not a file written by torch.save (that is a zip archive; this is not)")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            arrays = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError("it holds objects other than tensors, numpy arrays and plain containers, which are not "
+                         "unpickled (no code from a file is run): save {'mu': tensor, 'logvar': tensor}") from None
     if not isinstance(arrays, dict):
         raise ValueError(f"it holds a {type(arrays).__name__}, expected a dict with keys 'mu' and 'logvar'")
     return arrays

@@ -88,3 +88,34 @@ def test_load_accepts_saved_encoder_outputs(tmp_path):
     back = load_posteriors(tmp_path / "enc.pt", name="enc")
     assert back.name == "enc" and back.dtype == torch.float32 and not back.mu.requires_grad
     torch.testing.assert_close(back.mu, mu.detach())
+
+
+@pytest.mark.parametrize("make", ["bfloat16", "float16", "numpy"])
+def test_load_accepts_what_users_save(tmp_path, make):
+    # each of these was refused, or failed with a traceback, on the earlier loader
+    mu, logvar = torch.randn(6, 3), torch.randn(6, 3)
+    if make == "numpy":
+        saved = {"mu": mu.double().numpy(), "logvar": logvar.double().numpy()}
+    else:
+        saved = {"mu": mu.to(getattr(torch, make)), "logvar": logvar.to(getattr(torch, make))}
+    torch.save(saved, tmp_path / "f.pth")
+    back = load_posteriors(tmp_path / "f.pth")
+    assert back.N == 6 and back.dtype == (torch.float64 if make == "numpy" else torch.float32)
+    torch.testing.assert_close(back.mu.double(), torch.as_tensor(saved["mu"]).double())
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "the file is empty"),
+    (b"not a torch file at all", "not a file written by torch.save"),
+    (None, "it holds a list, expected a dict with keys 'mu' and 'logvar'"),
+])
+def test_unreadable_pt_files_get_one_clear_line(tmp_path, content, match):
+    path = tmp_path / "bad.pt"
+    if content is None:
+        torch.save([torch.zeros(2, 2)], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as info:
+        load_posteriors(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message

@@ -250,3 +250,23 @@ def test_estimator_log_n_offsets_are_those_of_their_weights(small_batch):
     torch.testing.assert_close(naive[0] - mws[0], torch.full((b.B,), math.log(b.N), dtype=F64), rtol=0, atol=1e-12)
     w = ESTIMATORS["mws"].weights(b.B, b.N, b.D, F64, "cpu")
     assert w.joint == pytest.approx(-math.log(b.N * b.B)) and w.marginal == pytest.approx(-math.log(b.N * b.B))
+
+
+@pytest.mark.parametrize("name", ["mss", "naive", "stratified"])
+def test_float32_beyond_its_range_is_computed_in_float64(name):
+    # logvar = -100 overflows exp(-logvar) in float32: decompose returned NaN and -inf without a word
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(16, 3, generator=g)
+    logvar = torch.full((16, 3), -100.0)
+    z = mu.clone()
+    out32 = estimators.decompose(z, mu, logvar, 1000, name)
+    out64 = estimators.decompose(z.double(), mu.double(), logvar.double(), 1000, name)
+    for q in ("mi", "tc", "kl_agg", "dimwise_kl"):
+        assert out32[q].dtype == torch.float32 and torch.isfinite(out32[q]), (q, out32[q])
+        torch.testing.assert_close(out32[q].double(), out64[q], rtol=1e-6, atol=1e-4)
+
+
+def test_logvar_beyond_float64_is_a_clear_error():
+    mu = torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"logvar must lie in \[-700, 700\]"):
+        log_aggregate_posterior(mu, mu, torch.full((4, 2), -800.0, dtype=torch.float64), 10, "mss")
