@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for the records of a run (bench's lock)
     try:
         return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:

@@ -10,7 +10,9 @@ One concept per module, in the order of the data flow:
 * :mod:`.reference_cache` -- exact references, cached on disk;
 * :mod:`.tasks` -- the two unit kinds (aggregate posterior, log p(x)) behind one interface;
 * :mod:`.plan` -- validation of a grid and its units, before anything runs;
+* :mod:`.csvcheck` -- the schema check of a CSV when it is read (file, line and column of a problem);
 * :mod:`.store` -- the CSV, rewritten atomically after every unit;
+* :mod:`.lock` -- one writer per CSV (an exclusive lock held for the whole run);
 * :mod:`.runner` -- the run loop;
 * :mod:`.compare` -- cell-by-cell comparison of two CSVs;
 * :mod:`.report` -- plots, the Markdown summary and the terminal table.

@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
+from .csvcheck import IDENTITY_COLUMNS, check_csv
 from .schema import COLUMN_NAMES, column
-from .store import IDENTITY_COLUMNS
 
 __all__ = ["Difference", "Comparison", "compare_results", "read_text_csv", "RTOL", "ATOL"]
 
@@ -39,21 +38,16 @@ def _kind(name: str) -> str:
 def read_text_csv(path: str | os.PathLike) -> pd.DataFrame:
     r"""A benchmark CSV with every cell as written (text; blank = ""), or one clear error.
 
+    The file is checked against the schema (:func:`.csvcheck.check_csv`, not strict: columns the
+    schema does not know, and missing ones other than the identity columns, are compared and
+    reported, not refused).
+
     Raises:
-        FileNotFoundError: no such file. ValueError: not a readable benchmark CSV.
+        FileNotFoundError: no such file. ValueError: not a readable benchmark CSV (one line naming
+        the file, the line and the column).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{str(path)!r} does not exist")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:  # a folder, an empty file, not text, not CSV
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0]
-        raise ValueError(f"cannot read {str(path)!r} as a CSV: {reason}") from None
-    missing = [c for c in IDENTITY_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{str(path)!r} is not a benchmark CSV (no column {missing[0]!r})")
-    return df
+    header, rows = check_csv(path, strict=False)
+    return pd.DataFrame(rows, columns=header, dtype=object)
 
 
 def _number(text: str) -> float | None:

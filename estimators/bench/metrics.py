@@ -24,8 +24,10 @@ import math
 
 import numpy as np
 
-__all__ = ["summarize", "theory_columns", "sign_consistent", "reference_se_ok", "is_nonnegative", "Z_CHECK",
-           "REFERENCE_SE_RATIO"]
+from ..log_px import LOG_PX_ESTIMATORS
+
+__all__ = ["summarize", "theory_columns", "is_lower_bound", "sign_consistent", "reference_se_ok", "is_nonnegative",
+           "Z_CHECK", "REFERENCE_SE_RATIO"]
 
 Z_CHECK = 4.0  # z for the sign checks: a false alarm about once in 30 000 cells
 ROUNDING = 1e-9  # |estimate - reference| <= ROUNDING (1 + |reference|): equal up to rounding
@@ -118,6 +120,13 @@ def reference_se_ok(reference_se: float, bias_se: float) -> bool:
     return REFERENCE_SE_RATIO * reference_se <= bias_se
 
 
+def is_lower_bound(estimator: str) -> bool:
+    r"""Whether the log p(x) estimator ``estimator`` is a lower bound in expectation (its registry entry's
+    ``LogPxEstimator.lower_bound``)."""
+    info = LOG_PX_ESTIMATORS.get(estimator)
+    return info is not None and info.lower_bound
+
+
 def theory_columns(quantity: str, N: int, D: int, batch_size: int | None, *, unbiased_inside: bool,
                    estimator: str = "") -> dict[str, object]:
     r"""Columns theory predicts for a cell.
@@ -129,7 +138,8 @@ def theory_columns(quantity: str, N: int, D: int, batch_size: int | None, *, unb
       (and of each q(z_id)), Jensen gives E log q^ <= log q, so the bias of mi
       (= E[log q(z|n) - log q^]) is >= 0 and those of kl_agg and dimwise_kl (= E[log q^ - ...])
       are <= 0; tc subtracts two downward-biased terms, so its sign is not fixed (""). ``exact``
-      has no bias ("0"). For log_px, IWAE-k is a Jensen lower bound: bias <= 0 (Burda et al. 2016);
+      has no bias ("0"). For log_px, an estimator flagged ``lower_bound`` in the registry
+      (:func:`is_lower_bound`) has bias <= 0: IWAE-k is a Jensen lower bound (Burda et al. 2016);
       the jackknife corrections (Nowozin 2018) have no fixed sign.
     """
     nan = math.nan
@@ -137,7 +147,7 @@ def theory_columns(quantity: str, N: int, D: int, batch_size: int | None, *, unb
     offsets = {"mi": log_n, "kl_agg": -log_n, "tc": (D - 1) * log_n, "dimwise_kl": -D * log_n}
     sign = ""
     if quantity == "log_px":
-        sign = "-" if estimator == "iwae" else ""
+        sign = "-" if is_lower_bound(estimator) else ""
     elif estimator == "exact":
         sign = "0"
     elif unbiased_inside:

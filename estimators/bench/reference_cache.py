@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ from .. import references
 from ..files import write_atomic
 from ..posteriors import Posteriors
 
-__all__ = ["ReferenceCache", "compute_reference", "source_hash", "REFERENCE_SOURCES"]
+__all__ = ["ReferenceCache", "compute_reference", "accepts_progress", "source_hash", "REFERENCE_SOURCES"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # estimators/
 # What the references are computed by, relative to the package root (folders: every source file under them).
@@ -90,15 +91,30 @@ def _jsonable(value):
     return value
 
 
-def compute_reference(fld: Posteriors, settings: dict, cache: ReferenceCache | None) -> dict:
-    r"""``estimators.exact_references`` of a field (in float64) with ``settings``, from the cache when there."""
+def accepts_progress(fn=None) -> bool:
+    r"""Whether ``exact_references`` (or ``fn``) takes a ``progress`` keyword."""
+    fn = references.exact_references if fn is None else fn
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "progress" in params
+
+
+def compute_reference(fld: Posteriors, settings: dict, cache: ReferenceCache | None, *, progress=None) -> dict:
+    r"""``estimators.exact_references`` of a field (in float64) with ``settings``, from the cache when there.
+
+    ``progress`` (None: leave it out) is handed to ``exact_references(..., progress=...)`` where
+    that takes one (True: its progress bars on stderr), so a minutes-long full-N Monte Carlo shows
+    how it advances; it is not part of the cache key (it changes no number)."""
     key = None
     if cache is not None:
         key = cache.key(fld.mu, fld.logvar, settings)
         hit = cache.get(key)
         if hit is not None:
             return hit
-    value = references.exact_references(fld.mu.to(torch.float64), fld.logvar.to(torch.float64), **settings)
+    extra = {"progress": progress} if progress is not None and accepts_progress() else {}
+    value = references.exact_references(fld.mu.to(torch.float64), fld.logvar.to(torch.float64), **settings, **extra)
     if cache is not None:
         cache.put(key, value)
     return value

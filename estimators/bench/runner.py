@@ -1,4 +1,5 @@
-r"""The run loop: references first, then the planned units one by one into the CSV.
+r"""The run loop: references first, then the planned units one by one into the CSV, under the
+CSV's lock (:mod:`.lock`: one writer per CSV).
 
 Each unit (:mod:`.tasks`) has its own generators, seeded from the unit and the replicate (see
 :mod:`.grid`), so its numbers do not depend on what else runs. Its estimates are compared with
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from .metrics import is_nonnegative, sign_consistent, summarize
+from .lock import output_lock
 from .plan import Plan
 from .reference_cache import ReferenceCache
 from .store import ResultStore
@@ -52,15 +54,28 @@ def run_unit(unit: Unit, plan_: Plan, references: dict[tuple, dict | Exception])
     return rows
 
 
-def execute(plan_: Plan, out: str | Path, name: str, *, progress: bool = True, log=print) -> Path:
+def execute(plan_: Plan, out: str | Path, name: str, *, progress: bool = True, log=print, wait: bool = False) -> Path:
     r"""Run the planned units into ``<out>/<name>.csv``, skipping units already finished there.
 
-    References are computed first (cached in ``<out>/.cache/references``). Returns the CSV path.
+    The CSV's lock (:mod:`.lock`) is held throughout: another process writing the same CSV makes
+    this one raise :class:`.lock.LockedError` (or, with ``wait``, wait for it). References are
+    computed first (cached in ``<out>/.cache/references``), with a progress bar over the fields.
+    Returns the CSV path.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out / f"{name}.csv", wait=wait, log=log):
+        return _execute(plan_, out, name, progress, log)
+
+
+def _field_label(unit: Unit) -> str:
+    cells = unit.cell_columns()
+    return cells["scenario"] + ("" if cells["separation"] is None else f" (separation {cells['separation']:g})")
+
+
+def _execute(plan_: Plan, out: Path, name: str, progress: bool, log) -> Path:
+    from tqdm.auto import tqdm
+
     store = ResultStore(out / f"{name}.csv")
     cache = ReferenceCache(out / ".cache" / "references")
     todo = [u for u in plan_.units if not store.is_done(u)]
@@ -73,16 +88,26 @@ def execute(plan_: Plan, out: str | Path, name: str, *, progress: bool = True, l
     first: dict[tuple, Unit] = {}
     for unit in todo:
         first.setdefault(unit.field_id, unit)
-    for fid, unit in first.items():  # one reference per field (or task), computed before any unit runs
-        cells = unit.cell_columns()
-        where = cells["scenario"] + ("" if cells["separation"] is None else f" (separation {cells['separation']:g})")
-        t0 = time.perf_counter()
-        try:
-            references[fid] = unit.reference(plan_, cache)
-            log(f"reference {where}: {time.perf_counter() - t0:.1f} s")
-        except Exception as exc:  # its cells are recorded as errors; the rest of the grid runs
-            references[fid] = exc
-            log(f"reference {where} failed: {type(exc).__name__}: {exc}")
+    # One reference per field (or task), computed before any unit runs: seconds to minutes each at
+    # large N, so they get their own bar, and each field's time is logged above it.
+    bar = tqdm(total=len(first), desc="references", unit="field", disable=not progress, dynamic_ncols=True)
+    try:
+        for fid, unit in first.items():
+            where = _field_label(unit)
+            bar.set_postfix_str(where)
+            t0 = time.perf_counter()
+            try:
+                # exact_references draws its own bars (quadratures, Monte Carlo draws) below this one
+                references[fid] = unit.reference(plan_, cache, progress=True if progress else None)
+                message = f"reference {where}: {time.perf_counter() - t0:.1f} s"
+            except Exception as exc:  # its cells are recorded as errors; the rest of the grid runs
+                references[fid] = exc
+                message = f"reference {where} failed: {type(exc).__name__}: {exc}"
+            with bar.external_write_mode():
+                log(message)
+            bar.update(1)
+    finally:
+        bar.close()
 
     bar = tqdm(total=len(plan_.units), initial=len(plan_.units) - len(todo), desc=name, unit="unit",
                disable=not progress, dynamic_ncols=True)

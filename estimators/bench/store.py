@@ -3,7 +3,9 @@ long run never loses work and resumes where it stopped.
 
 Columns come in the order of :mod:`.schema`. Floats are written with ``repr`` precision and read
 back with pandas' round-trip parser, and text columns are read as text, so a resumed run's rows
-are bit-identical to those it wrote.
+are bit-identical to those it wrote. Every read is checked against the schema first
+(:mod:`.csvcheck`): a truncated, hand-edited or foreign file is one clear error naming the file,
+line and column, never a silent NaN or a traceback later.
 """
 from __future__ import annotations
 
@@ -13,25 +15,32 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import write_atomic
+from .csvcheck import IDENTITY_COLUMNS, check_csv
 from .grid import row_id_of
 from .schema import COLUMN_NAMES, columns_of_kind
 
 __all__ = ["ResultStore", "read_results", "IDENTITY_COLUMNS"]
 
 TEXT_COLUMNS = columns_of_kind("text")
-# What a file needs to be a benchmark CSV: the columns of a row's identity (grid.row_id_of) and its status.
-IDENTITY_COLUMNS = ("scenario", "N", "D", "separation", "scenario_seed", "estimator", "batch_size", "k", "dtype",
-                    "quantity", "replicates", "seed", "status")
 # pandas >= 3 parses floats exactly by default (and deprecates the option); older ones need it.
 _ROUND_TRIP = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
-    r"""Read a results CSV exactly as written (round-trip floats); empty frame if it is missing."""
+    r"""Read a results CSV exactly as written (round-trip floats); empty frame if it is missing.
+
+    Raises:
+        ValueError: the file fails the schema check (:func:`.csvcheck.check_csv`, strict): one line
+            naming the file, the line and the column.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return pd.DataFrame(columns=COLUMN_NAMES)
-    df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, **_ROUND_TRIP)
+    check_csv(path, strict=True)
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, **_ROUND_TRIP)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:  # after the check: not expected
+        raise ValueError(f"{path}: cannot read it as a CSV: {str(exc).strip().splitlines()[0]}") from None
     for col in TEXT_COLUMNS:  # text columns stay text ("0" is a sign, "1e3" a scenario name), blanks ""
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), "")
@@ -48,11 +57,10 @@ class ResultStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.rows: dict[tuple, dict] = {}
-        df = read_results(self.path)
-        missing = [c for c in IDENTITY_COLUMNS if c not in df.columns]
-        if len(df.columns) and missing:
-            raise ValueError(f"{str(self.path)!r} exists but is not a benchmark CSV (no column {missing[0]!r}); "
-                             "choose another --name or --out")
+        try:
+            df = read_results(self.path)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; fix or remove the file, or choose another --name or --out") from None
         for rec in df.to_dict("records"):
             self.rows[row_id_of(rec)] = rec
 

@@ -81,9 +81,10 @@ class Unit(ABC):
         r"""What is known before running: family, published_variant and the theory columns."""
 
     @abstractmethod
-    def reference(self, plan, cache) -> dict:
+    def reference(self, plan, cache, progress=None) -> dict:
         r"""The field's references: ``{quantity: {"value", "se", "method"}}`` (plus ``"samples"``,
-        the Monte Carlo draws per component, where there are any)."""
+        the Monte Carlo draws per component, where there are any). ``progress``: None, or what
+        ``exact_references(..., progress=)`` takes (see :func:`.reference_cache.compute_reference`)."""
 
     @abstractmethod
     def measure(self, plan) -> Measurement:
@@ -186,9 +187,9 @@ class AggregateUnit(Unit):
                                   estimator=self.estimator))
         return out
 
-    def reference(self, plan, cache) -> dict:
+    def reference(self, plan, cache, progress=None) -> dict:
         fid = self.field_id
-        return compute_reference(plan.fields[fid], plan.reference_settings[fid], cache)
+        return compute_reference(plan.fields[fid], plan.reference_settings[fid], cache, progress=progress)
 
     def measure(self, plan) -> Measurement:
         r"""R replicate estimates, 95% intervals (mean of the terms +- 1.96 se) and call times."""
@@ -258,8 +259,8 @@ class LogPxUnit(Unit):
         out.update(theory_columns(quantity, 1, self.latent_dim, None, unbiased_inside=False, estimator=self.estimator))
         return out
 
-    def reference(self, plan, cache) -> dict:
-        ref = log_px.log_px_reference(self.task)
+    def reference(self, plan, cache, progress=None) -> dict:
+        ref = log_px.log_px_reference(self.task)  # closed form: instant
         return {LOG_PX: {"value": float(ref["value"]), "se": float(ref["se"]), "method": ref["method"]}}
 
     def measure(self, plan) -> Measurement:

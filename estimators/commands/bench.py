@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
+from ..bench.lock import output_lock
 from ..bench.plan import plan
 from ..bench.presets import PRESETS
 from ..bench.report import terminal_table, write_report
 from ..bench.runner import execute
-from ..bench.store import read_results
+from ..bench.store import ResultStore, read_results
 from ..validation import as_int
+from ._help import bench_names, paragraph
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -54,11 +57,15 @@ def probe_writable(folder: str | os.PathLike) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "bench", help="measure every estimator's bias, variance and speed against exact references",
-        description="Run a benchmark grid (scenario x estimator x batch size x k, R replicates each) and write "
-                    "one tidy CSV row per (scenario, quantity, estimator, batch_size, k) cell to OUT/NAME.csv, "
-                    "then plots and OUT/README.md. Finished cells are kept: rerunning resumes.",
+        description=paragraph(
+            "Run a benchmark grid (scenario x estimator x batch size x k, R replicates each) and write "
+            "one tidy CSV row per (scenario, quantity, estimator, batch_size, k) cell to OUT/NAME.csv, "
+            "then plots and OUT/README.md. Finished cells are kept: rerunning resumes."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="presets:\n" + "\n".join(f"  {n:<9} {p.description}" for n, p in PRESETS.items()),
+        epilog="presets (--preset):\n" + "\n".join(f"  {n:<9} {p.description}" for n, p in PRESETS.items())
+               + "\n" + bench_names()
+               + "\n\nOne run at a time writes a CSV: a second run on the same OUT/NAME.csv stops with an error"
+                 "\n(exit 2) naming the first, or waits for it with --wait.",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="base grid (default: quick)")
     p.add_argument("--posteriors", nargs="+", metavar="FIELD",
@@ -80,6 +87,8 @@ def register(subparsers) -> None:
     p.add_argument("--name", help="CSV name in OUT (default: the preset, or the posterior file stem)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="skip the plots and README")
+    p.add_argument("--wait", action="store_true",
+                   help="if another run is writing OUT/NAME.csv, wait for it to finish (default: exit 2)")
     p.set_defaults(run=run)
 
 
@@ -126,11 +135,17 @@ def run(args) -> int:
                     estimators=_names(args.estimators), quantities=_names(args.quantities),
                     N=args.N, D=args.D, separations=separations, seed=args.seed)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731  stdout is kept for the table
-    log(f"bench {name}: {len(the_plan.units)} units ({sum(len(u.quantities) for u in the_plan.units)} cells) "
-        f"-> {Path(args.out) / (name + '.csv')}")
-    path = execute(the_plan, args.out, name, progress=not args.no_progress, log=log)
-    if not args.no_report:
-        write_report(args.out)
-    print(terminal_table(read_results(path)))
+    csv_path = Path(args.out) / (name + ".csv")
+    command = "python -m estimators " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    # One writer per CSV, from before it is read to after the report is drawn (see bench/lock.py).
+    with output_lock(csv_path, wait=args.wait, command=command, log=log):
+        ResultStore(csv_path)  # an existing CSV that fails the schema check: one error line, before any work
+        log(f"bench {name}: {len(the_plan.units)} units ({sum(len(u.quantities) for u in the_plan.units)} cells) "
+            f"-> {csv_path}")
+        path = execute(the_plan, args.out, name, progress=not args.no_progress, log=log)
+        if not args.no_report:
+            write_report(args.out)
+        # A posterior file of one's own: every estimator's bias, not only the best one.
+        print(terminal_table(read_results(path), every_estimator=bool(posteriors)))
     print(f"results: {path}" + ("" if args.no_report else f"; plots and summary: {Path(args.out) / 'README.md'}"))
     return 0

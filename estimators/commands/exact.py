@@ -7,6 +7,7 @@ Examples::
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -14,16 +15,20 @@ import torch
 
 from ..posteriors import load_posteriors
 from ..references import QUANTITIES, exact_references
+from ._help import exact_names, paragraph
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "exact", help="exact references (value, se, method) of a posterior file or a built-in scenario",
-        description="Exact references of a field of diagonal-Gaussian posteriors: avg_kl (closed form), "
-                    "dimwise_kl (adaptive quadrature), kl_agg (quadrature for D <= 2, else full-N Monte Carlo "
-                    "with control variates and a standard error), mi = avg_kl - kl_agg and "
-                    "tc = kl_agg - dimwise_kl. Special structures (identical posteriors, product grids) get "
-                    "closed forms. The method is picked automatically and reported.",
+        description=paragraph(
+            "Exact references of a field of diagonal-Gaussian posteriors: avg_kl (closed form), "
+            "dimwise_kl (adaptive quadrature), kl_agg (quadrature for D <= 2, else full-N Monte Carlo "
+            "with control variates and a standard error), mi = avg_kl - kl_agg and "
+            "tc = kl_agg - dimwise_kl. Special structures (identical posteriors, product grids) get "
+            "closed forms. The method is picked automatically and reported."),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=exact_names(),
     )
     p.add_argument("field", metavar="FIELD",
                    help="a .npz or .pt file holding arrays mu and logvar of shape (N, D), or a built-in scenario name")

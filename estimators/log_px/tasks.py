@@ -35,17 +35,19 @@ class LogPxEstimator:
     r"""An estimator of log p(x) from log weights (..., k): ``estimate(log_w) -> (...)``, defined for k >= min_k.
 
     ``pairwise``: it holds a (k, k) temporary per estimate (blocks of replicates are split further).
+    ``lower_bound``: its expectation lies below log p(x) for every k (Jensen), so its bias is <= 0.
     """
 
     name: str
     estimate: Callable[[Tensor], Tensor]
     min_k: int
     pairwise: bool = False
+    lower_bound: bool = False
 
 
 LOG_PX_ESTIMATORS: dict[str, LogPxEstimator] = {
     e.name: e for e in (
-        LogPxEstimator("iwae", lambda log_w: iwae_bound(log_w, torch.zeros_like(log_w)), 1),
+        LogPxEstimator("iwae", lambda log_w: iwae_bound(log_w, torch.zeros_like(log_w)), 1, lower_bound=True),
         # the order-j jackknife needs k >= j + 1 (Nowozin 2018)
         LogPxEstimator("iwae_jackknife1", lambda log_w: iwae_jackknife(log_w, order=1), 2),
         LogPxEstimator("iwae_jackknife2", lambda log_w: iwae_jackknife(log_w, order=2), 3, pairwise=True),

@@ -112,3 +112,19 @@ def test_sign_and_coverage_counts_are_undefined_at_rounding_level():
     assert all(np.isnan(out[c]) for c in ("frac_negative", "frac_negative_se", "coverage", "coverage_se"))
     real = summarize(x + np.array([0.5, -0.5, 0.25, -0.25]), 0.0, lower=x - 1, upper=x + 1, nonnegative=True)
     assert real["frac_negative"] == 0.5 and real["coverage"] == 1.0
+
+
+def test_the_log_px_sign_comes_from_the_registry_flag(monkeypatch):
+    from types import SimpleNamespace
+
+    from estimators.bench.metrics import is_lower_bound, theory_columns
+    from estimators.log_px import LOG_PX_ESTIMATORS
+
+    def sign(name):
+        return theory_columns("log_px", 1, 2, None, unbiased_inside=False, estimator=name)["bias_sign_theory"]
+
+    assert sign("iwae") == "-" and sign("iwae_jackknife1") == "" and is_lower_bound("iwae")
+    # an estimator registered as a lower bound gets the sign, whatever its name; one flagged not, none
+    monkeypatch.setitem(LOG_PX_ESTIMATORS, "my_bound", SimpleNamespace(name="my_bound", lower_bound=True))
+    monkeypatch.setitem(LOG_PX_ESTIMATORS, "iwae", SimpleNamespace(name="iwae", lower_bound=False))
+    assert sign("my_bound") == "-" and sign("iwae") == ""

@@ -78,3 +78,67 @@ def test_no_code_or_generated_text_cites_documents_users_do_not_have():
         text = path.read_text()
         for banned in ("SPEC", "PERF.md"):
             assert banned not in text, f"{path.relative_to(root)} cites {banned}"
+
+
+@pytest.mark.slow
+def test_plots_are_byte_stable_and_unchanged_files_are_left_alone(report_folder, tmp_path):
+    from estimators.bench.report import PLOTS
+
+    folder, _ = report_folder
+    df = read_results(folder / "t.csv")
+    for suffix, plot in PLOTS.items():
+        if suffix == "log_px":
+            continue  # no log_px rows in TINY
+        path = tmp_path / f"t-{suffix}.png"
+        assert plot(df, path)
+        first, stat = path.read_bytes(), path.stat()
+        assert b"matplotlib version" not in first and b"Software" not in first  # no version, no timestamp
+        assert plot(df, path)
+        again = path.stat()
+        assert path.read_bytes() == first, suffix  # the same data, the same bytes
+        assert (again.st_mtime_ns, again.st_ino) == (stat.st_mtime_ns, stat.st_ino), suffix  # not rewritten
+    # the whole report: redrawn from unchanged data, no file of it is touched
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in folder.iterdir() if p.is_file()}
+    write_report(folder)
+    assert {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_blank_frac_negative_and_coverage_are_reported(tmp_path):
+    # an exactly computed 0 (collapsed field): frac_negative and coverage undefined, rel_bias too
+    from estimators.bench.report import summary_markdown
+    from estimators.bench.store import ResultStore
+    from estimators.bench.tasks import AggregateUnit
+
+    rows = []
+    for est, bias in (("mss", 0.0), ("naive", 0.25)):
+        unit = AggregateUnit("collapsed", 40, 3, 0.5, 0, est, 8, None, ("mi",), 4, "float64", 0)
+        row = unit.base_row("mi")
+        row.update(reference=0.0, reference_se=0.0, reference_method="closed", mean=bias, bias=bias, bias_se=0.0,
+                   sd=0.0, rmse=bias, rmse_se=0.0, time_per_call_s=1e-3, reference_se_ok=True, sd_se=0.0)
+        rows.append(row)
+    ResultStore(tmp_path / "z.csv").put(rows)
+    df = read_results(tmp_path / "z.csv")
+    assert df[["frac_negative", "coverage", "rel_bias"]].isna().all().all()
+    text = summary_markdown({"z": df}, {})
+    assert "| mi | mss | 0 |" in text and "nan" not in text.lower().replace("nats", "")
+    table = terminal_table(df, every_estimator=True)
+    assert "nan" not in table.lower().replace("nats", "") and "mss" in table and "naive" in table
+    assert write_report(tmp_path, draw=False)
+
+
+@pytest.mark.slow
+def test_every_estimator_table_fits_100_columns(full):
+    from estimators.bench.report.terminal import estimator_tables
+
+    lines = estimator_tables(full)
+    assert lines and max(len(line) for line in lines) <= 100
+    text = "\n".join(lines)
+    for series in ("naive", "mws", "mss", "iwae k=3", "exact"):
+        assert f"\n  {series} " in text, series
+    for q in ("mi", "kl_agg", "tc", "dimwise_kl"):
+        assert f"\n{q}: reference " in text
+    # a cell is bias ± se (rmse): the mss row of gaussian's mi at B=4 and B=12
+    row = full[(full.scenario == "gaussian") & (full.quantity == "mi") & (full.estimator == "mss")]
+    assert text.count(" ± ") >= 2 * 4 * 5 * 2 and f"({row['rmse'].iloc[0]:.3g})" in text
+    narrow = estimator_tables(full, width=40)  # columns that do not fit are split over several tables
+    assert max(len(line) for line in narrow if line.startswith("  ")) <= 40 and len(narrow) > len(lines)

@@ -88,10 +88,10 @@ def test_failing_cell_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
 def test_a_failed_reference_fails_its_cells_only(tmp_path, monkeypatch):
     real = tasks.AggregateUnit.reference
 
-    def reference(self, plan, cache):
+    def reference(self, plan, cache, **kw):
         if self.scenario == "clustered":
             raise ValueError("no reference")
-        return real(self, plan, cache)
+        return real(self, plan, cache, **kw)
 
     monkeypatch.setattr(tasks.AggregateUnit, "reference", reference)
     df = run_grid(tmp_path, estimators=["naive"])
@@ -156,3 +156,30 @@ def test_log_px_cells(tmp_path):
     # not applicable: no batch, no separation, no Monte Carlo reference, no coverage
     assert df[["separation", "log_B", "reference_samples", "coverage"]].isna().all().all()
     assert (df["N"] == 1).all() and (df["family"] == "iwae").all() and (df["reference_method"] == "closed").all()
+
+
+def test_the_references_have_a_progress_bar_and_pass_progress_on(tmp_path, monkeypatch, capsys):
+    from estimators import references
+    from estimators.bench.plan import plan
+
+    real = references.exact_references
+    seen = []
+
+    def with_progress(mu, logvar, *, progress=None, **settings):
+        seen.append(progress)
+        return real(mu, logvar, **settings)
+
+    monkeypatch.setattr(references, "exact_references", with_progress)
+    logged = []
+    runner.execute(plan(TINY, estimators=["naive"]), tmp_path, "t", progress=True, log=logged.append)
+    err = capsys.readouterr().err
+    assert "references: 100%" in err and "2/2" in err and "field" in err  # a bar over the two fields ...
+    assert [m.split(":")[0] for m in logged] == ["reference gaussian (separation 0.6)",
+                                                 "reference clustered (separation 0.7)"]  # ... and each one's time
+    assert seen == [True, True]  # exact_references shows its own bars too
+    # a cached reference computes nothing; without a progress bar no callback is passed
+    seen.clear()
+    runner.execute(plan(TINY, estimators=["mws"]), tmp_path, "t", progress=False, log=logged.append)
+    assert seen == []
+    runner.execute(plan(TINY, estimators=["mws"]), tmp_path / "fresh", "t", progress=False, log=logged.append)
+    assert seen == [None, None]

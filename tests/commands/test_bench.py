@@ -3,6 +3,7 @@ tidy CSV, resumes, and `report` regenerates plots and summary from the CSV alone
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,14 @@ def test_run_resume_and_report(tmp_path, capsys, field_file):
     assert len(df) == 3 * 2 * 4 and set(df["scenario"]) == {"myvae"} and (df["status"] == "ok").all()
     assert set(df["batch_size"]) == {4, 8} and (df["replicates"] == 3).all() and (df["N"] == 24).all()
     assert "lowest RMSE" in printed and "myvae" in printed
+    # a posterior file of one's own: every estimator's bias ± se (rmse), per quantity and batch size
+    assert "myvae (N = 24, D = 3, R = 3): bias ± se (rmse) of every estimator" in printed
+    assert max(len(line) for line in printed.splitlines() if not line.startswith("results: ")) <= 100
+    for q in ("mi", "kl_agg", "tc", "dimwise_kl"):
+        block = printed.split(f"\n{q}: reference ")[1].split("\n\n")[0].splitlines()
+        assert block[1].split() == ["estimator", "B=4", "B=8"]
+        assert [line.split()[0] for line in block[2:5]] == ["naive", "mss", "exact"]
+        assert all(line.count(" ± ") == 2 for line in block[2:5])
     for name in ("myvae-bias.png", "myvae-pareto.png", "README.md"):
         assert (out / name).stat().st_size > 0
     before = csv.read_bytes()
@@ -118,3 +127,59 @@ def test_foreign_csv_is_left_alone(tmp_path, capsys, field_file):
     assert "is not a benchmark CSV" in capsys.readouterr().err
     assert (out / "myvae.csv").read_text() == "a,b\n1,2\n"
     assert main(["report", "--out", str(out)]) == 2  # no benchmark CSV there
+
+
+# --- one writer per CSV --------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_GRID = ["--preset", "quick", "--scenarios", "gaussian", "--batch-sizes", "16", "--replicates", "2", "--N", "32",
+             "--reference-samples", "8", "--no-progress", "--no-report"]
+
+
+def _bench_process(out, estimator, *extra):
+    return subprocess.Popen([sys.executable, "-m", "estimators", "bench", *TINY_GRID, "--estimators", estimator,
+                             "--out", str(out), "--name", "shared", *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _estimators_in(csv):
+    return sorted(set(pd.read_csv(csv)["estimator"]))
+
+
+def test_sequential_runs_into_one_csv_keep_every_row(tmp_path, capsys):
+    out = tmp_path / "o"
+    for est in ("mss", "naive"):
+        assert _bench(*TINY_GRID, "--estimators", est, "--out", out, "--name", "shared") == 0
+    df = pd.read_csv(out / "shared.csv")
+    assert _estimators_in(out / "shared.csv") == ["mss", "naive"] and len(df) == 2 * 4
+    assert (df["status"] == "ok").all()
+
+
+@pytest.mark.slow  # two fresh interpreters import torch
+def test_two_concurrent_runs_with_wait_both_land(tmp_path):
+    out = tmp_path / "o"
+    procs = [_bench_process(out, est, "--wait") for est in ("mss", "naive")]
+    done = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], done
+    assert _estimators_in(out / "shared.csv") == ["mss", "naive"]  # no run's rows vanished
+    assert len(pd.read_csv(out / "shared.csv")) == 2 * 4
+
+
+@pytest.mark.slow
+def test_a_second_writer_exits_2_naming_the_csv_and_the_holder(tmp_path, capsys):
+    out = tmp_path / "o"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom estimators.bench.lock import output_lock\n"
+                               "with output_lock(sys.argv[1], command='python -m estimators bench --name shared'):\n"
+                               "    print('held', flush=True)\n    sys.stdin.readline()\n", str(out / "shared.csv")],
+                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert _bench(*TINY_GRID, "--estimators", "mss", "--out", out, "--name", "shared") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {out / 'shared.csv'} is being written by another run "
+                                                   f"(pid {holder.pid}, started at ")
+        assert not (out / "shared.csv").exists()  # nothing was run
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert _bench(*TINY_GRID, "--estimators", "mss", "--out", out, "--name", "shared") == 0  # the lock is free again

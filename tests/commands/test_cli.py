@@ -25,3 +25,18 @@ def test_bench_help_lists_the_presets(capsys):
     out = capsys.readouterr().out
     for name, preset in PRESETS.items():
         assert name in out and preset.description.split()[0] in out
+
+
+@pytest.mark.parametrize("command", ["bench", "exact"])
+def test_help_lists_the_names(capsys, command):
+    from estimators.bench.plan import known_names
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    known = known_names()
+    wanted = ["scenarios", "estimators"] + (["tasks", "log_px_estimators", "quantities"] if command == "bench" else [])
+    for kind in wanted:
+        for name in known[kind]:
+            assert name in out, (kind, name)
+    assert max(len(line) for line in out.splitlines()) <= 100

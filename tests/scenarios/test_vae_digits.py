@@ -166,3 +166,35 @@ def test_default_recipe_separation(cache):
     rates = [_rate(make_scenario("vae-digits", separation=s)) for s in (0.0, 0.5, 1.0)]
     assert rates[0] < 0.01 < rates[1] < rates[2], rates
     assert rates[2] > math.log(1797), rates
+
+
+class _Terminal:
+    """A stand-in for stderr on a terminal: collects what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_training_shows_a_progress_bar_on_a_terminal_only(monkeypatch):
+    quiet = vd.train_vae(replace(TINY, epochs=3))
+    term = _Terminal()
+    monkeypatch.setattr(vd.sys, "stderr", term)
+    monkeypatch.delenv(vd.PROGRESS_ENV, raising=False)
+    shown = vd.train_vae(replace(TINY, epochs=3))
+    assert "training vae-digits" in term.text and "3/3" in term.text and "epoch" in term.text
+    assert "loss " in term.text
+    # the bar changes no number: bit-identical posteriors
+    assert np.array_equal(shown[0], quiet[0]) and np.array_equal(shown[1], quiet[1])
+    term.text = ""
+    monkeypatch.setenv(vd.PROGRESS_ENV, "0")
+    vd.train_vae(replace(TINY, epochs=3))
+    assert term.text == ""

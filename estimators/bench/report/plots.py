@@ -9,20 +9,28 @@ r"""The report's plots, one PNG per benchmark CSV and kind:
   axes, one panel per encoder (task), with the predicted bias overlaid as dashed lines.
 
 Each ``plot_*`` returns False (and writes nothing) when the CSV has no rows for it.
+
+The PNGs are byte-stable: the same rows give the same bytes (no timestamp, no matplotlib version
+in the metadata), and a file is rewritten only when its bytes change, so redrawing a report from
+unchanged data leaves the files -- and a git checkout of them -- untouched. (The Pareto plot shows
+``time_per_call_s``, which changes with every run.)
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ...files import atomic_path
+from ...files import write_atomic
 from ..grid import AGGREGATE_QUANTITIES, LOG_PX
 from .select import aggregate_rows, is_published, latest_cells
 
-__all__ = ["plot_bias", "plot_pareto", "plot_log_px", "pareto_front", "PLOTS"]
+__all__ = ["plot_bias", "plot_pareto", "plot_log_px", "pareto_front", "png_bytes", "write_if_changed", "PLOTS"]
+
+PNG_METADATA = {"Software": None}  # no matplotlib version: the bytes depend on the figure only
 
 
 def _plt():
@@ -223,13 +231,33 @@ def plot_log_px(df: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def _save(fig, path: Path) -> None:
+def png_bytes(fig) -> bytes:
+    r"""The figure as PNG bytes: fixed resolution and metadata, no timestamp."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png", metadata=PNG_METADATA)
+    return buf.getvalue()
+
+
+def write_if_changed(path: Path, data: bytes | str) -> bool:
+    r"""Write ``data`` to ``path`` atomically unless the file already holds exactly it; whether it wrote."""
+    path = Path(path)
+    new = data.encode() if isinstance(data, str) else data
+    try:
+        if path.is_file() and path.read_bytes() == new:
+            return False
+    except OSError:
+        pass
+    write_atomic(path, data)
+    return True
+
+
+def _save(fig, path: Path) -> bool:
     plt = _plt()
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
+        data = png_bytes(fig)
     finally:
         plt.close(fig)
+    return write_if_changed(path, data)
 
 
 # suffix of the file name -> plot function, in the order the summary shows them

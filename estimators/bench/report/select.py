@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..csvcheck import is_foreign
 from ..grid import AGGREGATE_QUANTITIES
 from ..store import read_results
 
@@ -18,17 +19,19 @@ _EXCLUDE_BEST = {"exact"}  # full-N evaluation: the gold standard, not a minibat
 
 
 def load_results(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    r"""Every benchmark ``*.csv`` in ``folder`` (not hidden; other CSVs are skipped), by file stem."""
+    r"""Every benchmark ``*.csv`` in ``folder`` (not hidden), by file stem.
+
+    CSVs of someone else (no identity column in the header) are skipped; a benchmark CSV that
+    fails the schema check (empty, truncated, a bad cell, a missing or unknown column) raises a
+    ValueError naming the file, the line and the column."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"results folder {str(folder)!r} does not exist")
     out = {}
     for path in sorted(folder.glob("*.csv")):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or not path.is_file() or is_foreign(path):
             continue
-        df = read_results(path)
-        if {"scenario", "quantity", "estimator", "status", "bias"} <= set(df.columns):  # skip foreign CSVs
-            out[path.stem] = df
+        out[path.stem] = read_results(path)
     return out
 
 

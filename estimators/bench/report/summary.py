@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...files import write_atomic
 from ..grid import AGGREGATE_QUANTITIES, LOG_PX
 from ..metrics import Z_CHECK
 from .columns import columns_table
 from .format import fmt, md_table
-from .plots import PLOTS
+from .plots import PLOTS, write_if_changed
 from .select import aggregate_rows, best_by_rmse, latest_cells, load_results
 
 __all__ = ["write_report", "summary_markdown"]
@@ -150,7 +149,8 @@ def summary_markdown(frames: dict[str, pd.DataFrame], plots: dict[str, list[str]
 
 
 def write_report(folder: str | os.PathLike, *, draw: bool = True) -> list[Path]:
-    r"""Redraw every plot and ``README.md`` in ``folder`` from its CSVs; returns the files written.
+    r"""Redraw every plot and ``README.md`` in ``folder`` from its CSVs; returns the report's files
+    (a file whose content would not change is left untouched: same bytes, same mtime).
 
     With ``draw=False`` only ``README.md`` is rewritten; it shows the plots already in the folder.
 
@@ -171,5 +171,5 @@ def write_report(folder: str | os.PathLike, *, draw: bool = True) -> list[Path]:
                 written += [path] if draw else []
                 plots[name].append(path.name)
     readme = folder / "README.md"
-    write_atomic(readme, summary_markdown(frames, plots))
+    write_if_changed(readme, summary_markdown(frames, plots))  # unchanged text: the file is left alone
     return written + [readme]
