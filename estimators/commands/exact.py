@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     p.add_argument("field", metavar="FIELD",
                    help="a .npz or .pt file holding arrays mu and logvar of shape (N, D), or a built-in scenario name")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they go to stderr, with an ETA, for the quadratures and the Monte Carlo)")
     p.add_argument("--samples", type=int, default=8, metavar="S",
                    help="Monte Carlo draws per posterior for kl_agg (>= 2; default 8): se ~ 1/sqrt(N S), time ~ N^2 S")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the Monte Carlo draws (default 0)")
@@ -93,7 +95,7 @@ def run(args) -> int:
     field = _load_field(args)
     dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
     result = exact_references(field.mu, field.logvar, samples=args.samples, quadrature_nodes=args.nodes,
-                              seed=args.seed, dtype=dtype)
+                              seed=args.seed, dtype=dtype, progress=not args.no_progress)
     if args.json:
         print(json.dumps(result))
     else:

@@ -44,6 +44,7 @@ __all__ = ["exact_references", "QUANTITIES", "QUADRATURE_BUDGET"]
 QUANTITIES = ("avg_kl", "kl_agg", "mi", "tc", "dimwise_kl")
 QUADRATURE_BUDGET = 2e9  # kernel terms (query points x components) of a 2-D quadrature's first round: ~seconds
 _METHOD_RANK = {"closed": 0, "quadrature": 1, "mc": 2}
+PROGRESS_DELAY = 2.0  # seconds before a progress bar shows
 MAX_ABS_LOGVAR = 60.0  # sd in [1e-13, 1e13]
 MAX_ABS_MU = 1e100  # mu^2 and log p stay finite
 MAX_SPREAD_OVER_SD = 1e12  # per dimension: (max |mu - mean| ) / min sd; z - mu resolved to ~1e-4 sd
@@ -96,7 +97,9 @@ def _check_range(mu: Tensor, logvar: Tensor) -> None:
 def _progress(progress, total: int, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not progress, dynamic_ncols=True)
+    # delay: a bar appears only once a step has taken more than PROGRESS_DELAY seconds; quick fields stay quiet
+    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not progress, dynamic_ncols=True,
+                delay=PROGRESS_DELAY)
 
 
 def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32, seed: int = 0,
@@ -118,7 +121,8 @@ def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32
         dtype: torch.float32 or torch.float64, the precision the field is rounded to first.
         max_quadrature_components: most distinct components for the 2-D quadrature when D = 2 (above it:
             Monte Carlo). None: whatever keeps its first round within ``QUADRATURE_BUDGET`` kernel terms.
-        progress: show progress bars (with an ETA) on stderr for the quadratures and the Monte Carlo.
+        progress: show progress bars (with an ETA) on stderr for the quadratures and the Monte Carlo, once
+            a step has run for more than ``PROGRESS_DELAY`` seconds.
     Returns:
         A JSON-serialisable dict: ``N``, ``D``, ``samples``, ``quadrature_nodes``, ``seed``, ``dtype``,
         ``structure`` ("identical", "product_grid", "one_dimensional" or "general"),

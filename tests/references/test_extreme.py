@@ -76,7 +76,10 @@ def test_fields_beyond_float64_get_a_clear_error(scale, logvar, match):
         exact_references(mu * scale, lv)
 
 
-def test_progress_bars_on_request(capsys):
+def test_progress_bars_on_request(capsys, monkeypatch):
+    from estimators.references import api
+
+    monkeypatch.setattr(api, "PROGRESS_DELAY", 0.0)  # show at once (by default only steps over 2 s do)
     mu, lv = _field(64, 3, 6, -1.0)
     exact_references(mu, lv, progress=True)
     err = capsys.readouterr().err
