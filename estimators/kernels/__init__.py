@@ -10,15 +10,20 @@ L_in = log N(z_i; mu_n, var_n) (joint over d) and L_ind its per-dimension terms:
 * :func:`log_weighted_marginals` -- logsumexp_n (L_ind + log W_in), (Q, D).
 
 All are streamed: memory is bounded by a block budget, never Q x N (let alone Q x N x D), in the
-forward and in the (hand-written) backward pass; all are differentiable in z, mu and logvar.
-One module per concept:
+forward and in the (written-out) backward pass; all are differentiable in z, mu and logvar, to
+second order too (``create_graph=True``: then by differentiable torch operations on the whole
+matrix, memory not bounded). One module per concept:
 
 * :mod:`.joint` -- the joint reduction, matrix-product form in float64 (cancellation-free for sharp
   posteriors), blocks merged online;
 * :mod:`.marginals` -- the one weighted per-dimension reduction, direct (z - mu)^2 form in the
   inputs' dtype, blocks of (dimension, rows, column chunk) merged online;
 * :mod:`.native` -- the fused C kernel computing both forward values (compiled at first use;
-  torch fallback, or ``VAE_ESTIMATORS_NATIVE=0``).
+  torch fallback, or ``VAE_ESTIMATORS_NATIVE=0``);
+* :mod:`._dispatch` -- both reductions are registered torch operators
+  (``torch.ops.vae_estimators.joint_lse`` and ``marginal_lse``, with fake implementations and
+  registered autograd), so ``torch.compile``, ``torch.export`` and ``torch.library.opcheck`` see
+  them as single operators; plain eager calls take the same functions without the dispatcher.
 
 The public functions validate their arguments (:mod:`estimators.validation`); the internals
 :func:`joint_lse` and :func:`marginal_lse` do not, for the other stages of the package, which

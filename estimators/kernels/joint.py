@@ -12,8 +12,17 @@ The logsumexp is taken block by block (rows x column chunks of the Q x N matrix,
 of ``block_bytes``), with an online (running max, running sum) merge across column chunks, the
 exact maximum subtracted and (L - max) clamped at :func:`estimators.numerics.exp_clamp` before exp.
 The backward pass recomputes each block and contracts the responsibilities with the features by
-matmul, so it is as memory-bounded as the forward. The forward value comes from the fused C kernel
-(:mod:`estimators.kernels.native`) when it is available.
+matmul, so it is as memory-bounded as the forward; (dA, dC) are mapped to (dz, dmu, dlogvar, dlog w)
+by the chain rule written out (:func:`_feature_grads`). The forward value comes from the fused C
+kernel (:mod:`estimators.kernels.native`) when it is available.
+
+Both passes are registered torch operators, ``vae_estimators::joint_lse`` and
+``vae_estimators::joint_lse_backward`` (``torch.library.custom_op``, with fake implementations and
+the autograd formula registered), so ``torch.compile`` keeps them whole and calls them on real
+tensors (see :mod:`estimators.kernels._dispatch` for what went wrong before, and for the eager fast
+path). With grad mode on in the backward (``create_graph=True``) the gradient is formed by
+differentiable torch operations instead, so second-order gradients work (the whole (Q, N) matrix at
+once then).
 
 Internal: inputs are trusted (same-dtype 2-D tensors; see :mod:`estimators.kernels` for the
 validated public functions).
@@ -24,6 +33,7 @@ import torch
 from torch import Tensor
 
 from . import native
+from ._dispatch import eager, functorch_active
 from ..numerics import ACCUMULATE, LOG_2PI, exp_clamp
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "joint_lse", "normal_matrix"]
@@ -32,17 +42,23 @@ DEFAULT_BLOCK_BYTES = 16 * 2**20  # one float64 block of L; small enough to stay
 _CLAMP = exp_clamp(ACCUMULATE)  # the blocks are float64
 
 
-def _features(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None) -> tuple[Tensor, Tensor]:
+def _centred(z: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(zc, muc, logvar, prec) in float64: z and mu centred on the (detached) mean of mu, prec = exp(-logvar)."""
+    centre = mu.detach().to(ACCUMULATE).mean(0)
+    lv = logvar.to(ACCUMULATE)
+    return z.to(ACCUMULATE) - centre, mu.to(ACCUMULATE) - centre, lv, torch.exp(-lv)
+
+
+def _features(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None,
+              centred: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Augmented float64 features with A @ C.T = L_in + log w_n.
 
     A = [z^2, z, 1] (Q, 2D+1); C = [-prec/2, mu prec, c_n] (N, 2D+1) where
     c_n = -sum_d (mu^2 prec + logvar + log 2pi) / 2 + log w_n; z and mu are centred on the
-    (detached) mean of mu first, which reduces cancellation for offset latents.
+    (detached) mean of mu first, which reduces cancellation for offset latents (``centred``:
+    :func:`_centred` of the inputs, when the caller has it).
     """
-    centre = mu.detach().to(ACCUMULATE).mean(0)
-    zc, muc = z.to(ACCUMULATE) - centre, mu.to(ACCUMULATE) - centre
-    lv = logvar.to(ACCUMULATE)
-    prec = torch.exp(-lv)
+    zc, muc, lv, prec = _centred(z, mu, logvar) if centred is None else centred
     const = -0.5 * (muc * muc * prec + lv + LOG_2PI).sum(1)
     if log_weights is not None:
         const = const + log_weights.to(ACCUMULATE)
@@ -121,26 +137,137 @@ def _lse_blocks_backward(A: Tensor, C: Tensor, out: Tensor, grad: Tensor, block_
     return grad_A, grad_C
 
 
-class _StreamedLSE(torch.autograd.Function):
-    """out_i = logsumexp_n ((A @ C.T)[i, n] + bias[i, n]), memory-bounded forward and backward.
+def _feature_grads(centred: tuple[Tensor, Tensor, Tensor, Tensor], grad_A: Tensor, grad_C: Tensor):
+    """Chain rule from (dA, dC) of :func:`_features` to (dz, dmu, dlogvar, dlog w), float64.
 
-    ``precomputed`` is the forward value from the fused C kernel when it ran; the backward pass
-    always recomputes blocks in torch. ``bias`` is a constant (no gradient).
+    With (zc, muc, _, prec) = ``centred`` (the centre is a constant: the value does not depend on it):
+    dz = 2 zc dA_1 + dA_2, dmu = prec (dC_2 - dC_3 muc),
+    dlogvar = prec dC_1 / 2 - muc prec dC_2 + dC_3 (muc^2 prec - 1) / 2, dlog w = dC_3. Plain torch
+    operations: differentiable again when ``grad_A`` and ``grad_C`` are.
     """
+    zc, muc, _, prec = centred
+    D = zc.shape[1]
+    a1, a2 = grad_A[:, :D], grad_A[:, D:2 * D]
+    c1, c2, c3 = grad_C[:, :D], grad_C[:, D:2 * D], grad_C[:, 2 * D:]
+    muc_prec = muc * prec
+    grad_z = 2 * zc * a1 + a2
+    grad_mu = prec * c2 - c3 * muc_prec
+    grad_logvar = 0.5 * prec * c1 - muc_prec * c2 + 0.5 * c3 * (muc * muc_prec - 1)
+    return grad_z, grad_mu, grad_logvar, c3.squeeze(1)
+
+
+# ------------------------------------------------------------------------------------------------
+# The registered operators and their eager twin (why operators, and why a twin: see :mod:`._dispatch`)
+
+
+def _joint_forward(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None, bias: Tensor | None,
+                   block_bytes: int, use_native: bool) -> Tensor:
+    """out_i = logsumexp_n (log N(z_i; mu_n, var_n) + log_weights_n + bias_in), (Q,) in z's dtype.
+
+    The fused C kernel where it can run (``use_native``, CPU, float32/float64, built and not
+    disabled); otherwise the blocked torch path (any device).
+    """
+    fast = native.joint_lse(z, mu, logvar, log_weights, bias) if use_native else None
+    if fast is not None:
+        return fast
+    A, C = _features(z, mu, logvar, log_weights)
+    return _lse_blocks(A, C, block_bytes, bias).to(z.dtype)  # the bias is added into the float64 blocks
+
+
+def _joint_backward_streamed(grad: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None,
+                             bias: Tensor | None, out: Tensor, block_bytes: int
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(dz, dmu, dlogvar, dlog w) of sum(grad * out), memory-bounded (each block recomputed); dlog w is (N,)
+    in z's dtype (computed whether or not there are weights: it is a column of dC). Called with grad mode off
+    (the backward) or below autograd (the operator)."""
+    centred = _centred(z, mu, logvar)
+    A, C = _features(z, mu, logvar, log_weights, centred)
+    grad_A, grad_C = _lse_blocks_backward(A, C, out.to(ACCUMULATE), grad.to(ACCUMULATE), block_bytes, bias)
+    gz, gmu, glv, gw = _feature_grads(centred, grad_A, grad_C)
+    return gz.to(z.dtype), gmu.to(mu.dtype), glv.to(logvar.dtype), gw.to(z.dtype).contiguous()  # gw: a column
+
+
+def _responsibilities(L: Tensor, may_be_empty: bool, dim: int = 1) -> Tensor:
+    """softmax of L along ``dim``, differentiably; -inf entries (zero weights) get 0, also in a row of them only.
+
+    Where every entry of a row is -inf the value is a constant (the streamed path's floor) and the
+    gradient 0, as the streamed backward gives (up to exp of the clamp).
+    """
+    if not may_be_empty:
+        return torch.softmax(L, dim=dim)
+    r = torch.softmax(L.clamp(min=torch.finfo(L.dtype).min), dim=dim)
+    return torch.where(torch.isneginf(L), 0.0, r)
+
+
+def _joint_backward_differentiable(grad, z, mu, logvar, log_weights, bias):
+    """The gradient by differentiable torch operations on the whole (Q, N) matrix: for double backward."""
+    centred = _centred(z, mu, logvar)
+    A, C = _features(z, mu, logvar, log_weights, centred)
+    L = A @ C.T
+    if bias is not None:
+        L = L + bias.to(ACCUMULATE)
+    G = grad.to(ACCUMULATE)[:, None] * _responsibilities(L, bias is not None or log_weights is not None)
+    gz, gmu, glv, gw = _feature_grads(centred, G @ C, G.T @ A)
+    return gz.to(z.dtype), gmu.to(mu.dtype), glv.to(logvar.dtype), gw
+
+
+_joint_op = torch.library.custom_op("vae_estimators::joint_lse", _joint_forward, mutates_args=())
+_joint_backward_op = torch.library.custom_op("vae_estimators::joint_lse_backward", _joint_backward_streamed,
+                                             mutates_args=())
+
+
+@_joint_op.register_fake
+def _(z, mu, logvar, log_weights, bias, block_bytes, use_native):
+    return z.new_empty(z.shape[:1])
+
+
+@_joint_backward_op.register_fake
+def _(grad, z, mu, logvar, log_weights, bias, out, block_bytes):
+    return torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar), z.new_empty(mu.shape[:1])
+
+
+def _joint_setup(ctx, inputs, output):
+    z, mu, logvar, log_weights, bias, block_bytes, _ = inputs
+    ctx.save_for_backward(z, mu, logvar, log_weights, bias, output)
+    ctx.block_bytes = block_bytes
+
+
+def _joint_backward(ctx, grad):
+    z, mu, logvar, log_weights, bias, out = ctx.saved_tensors
+    if ctx.needs_input_grad[4]:
+        raise RuntimeError("vae_estimators::joint_lse: the bias (Q, N) is a constant (no gradient flows to it); "
+                           "pass bias.detach()")
+    if torch.is_grad_enabled():  # create_graph=True: the gradient must itself be differentiable
+        gz, gmu, glv, gw = _joint_backward_differentiable(grad, z, mu, logvar, log_weights, bias)
+    else:
+        backward = _joint_backward_streamed if eager(grad, z) else _joint_backward_op
+        gz, gmu, glv, gw = backward(grad, z, mu, logvar, log_weights, bias, out, ctx.block_bytes)
+    gw = gw.to(log_weights.dtype) if log_weights is not None and ctx.needs_input_grad[3] else None
+    return gz, gmu, glv, gw, None, None, None
+
+
+_joint_op.register_autograd(_joint_backward, setup_context=_joint_setup)
+
+
+class _JointEager(torch.autograd.Function):
+    """The operator's forward, setup and backward without the dispatcher (plain eager mode only)."""
 
     @staticmethod
-    def forward(ctx, A: Tensor, C: Tensor, block_bytes: int, precomputed: Tensor | None,
-                bias: Tensor | None) -> Tensor:
-        out = _lse_blocks(A, C, block_bytes, bias) if precomputed is None else precomputed.to(A.dtype)
-        ctx.save_for_backward(A, C, out)
-        ctx.block_bytes, ctx.bias = block_bytes, bias
+    def forward(ctx, *inputs):
+        out = _joint_forward(*inputs)
+        _joint_setup(ctx, inputs, out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        A, C, out = ctx.saved_tensors
-        grad_A, grad_C = _lse_blocks_backward(A, C, out, grad, ctx.block_bytes, ctx.bias)
-        return grad_A, grad_C, None, None, None
+    def backward(ctx, grad):
+        return _joint_backward(ctx, grad)
+
+
+def _joint_plain(z, mu, logvar, log_weights, bias):
+    """The whole (Q, N) matrix and torch.logsumexp: composable with every torch.func transform."""
+    A, C = _features(z, mu, logvar, log_weights)
+    L = A @ C.T
+    return torch.logsumexp(L if bias is None else L + bias.to(ACCUMULATE), dim=1).to(z.dtype)
 
 
 def joint_lse(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None,
@@ -154,9 +281,21 @@ def joint_lse(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None 
     constant). Differentiable in z, mu, logvar (and log_weights); memory bounded by ``block_bytes``
     forward and backward. The forward value comes from the C kernel when ``use_native`` and it
     can run (CPU, float32/float64); otherwise from the blocked torch path.
+
+    The registered operator ``torch.ops.vae_estimators.joint_lse`` (:mod:`._dispatch`): one opaque
+    node under ``torch.compile`` (``fullgraph=True`` works) and ``torch.export``.
+
+    Second-order gradients (``create_graph=True``, e.g. gradient penalties): when the backward runs
+    with grad mode on, the gradient is formed by ordinary differentiable torch operations on the whole
+    (Q, N) matrix, so memory is then **not** bounded by ``block_bytes`` (the ordinary backward stays
+    memory-bounded). Inside ``torch.func`` transforms the value is the plain torch logsumexp of the
+    whole matrix (memory not bounded either). ``torch.compile`` itself does not support double
+    backward (a torch limitation): take gradient penalties eagerly.
     """
     if bias is not None:
         bias = bias.detach()  # added block by block into the float64 blocks (no full copy)
-    fast = native.joint_lse(z, mu, logvar, log_weights, bias) if use_native else None
-    A, C = _features(z, mu, logvar, log_weights)
-    return _StreamedLSE.apply(A, C, block_bytes, fast, bias).to(z.dtype)
+    if functorch_active():
+        return _joint_plain(z, mu, logvar, log_weights, bias)
+    if eager(z, mu, logvar):
+        return _JointEager.apply(z, mu, logvar, log_weights, bias, block_bytes, use_native)
+    return _joint_op(z, mu, logvar, log_weights, bias, block_bytes, use_native)

@@ -14,14 +14,19 @@ Per block the values are built as L = c + bias - (z - mu)^2 prec / 2 with c = -(
 + log w, written as nha ((z - mu)^2 + k) + bias with nha = -prec/2 and k = c / nha, so that the
 square, the constant and the bias take two fused passes (``addcmul``).
 
-Backward (hand-written, memory-bounded): each block is recomputed and the responsibilities
+Backward (written out, memory-bounded): each block is recomputed and the responsibilities
 r = exp(L - out) contracted by batched matrix-vector products with the upstream gradient g:
 
     dz_id = -g_id sum_n r (z - mu) prec,   dmu_nd = prec sum_i g r (z - mu),
     dlogvar_nd = (prec sum_i g r (z - mu)^2 - sum_i g r) / 2,   dlog w_n = sum_{i,d} g r.
 
 The forward value comes from the fused C kernel (:mod:`estimators.kernels.native`) when it can
-run, with or without the bias; the backward always runs here.
+run, with or without the bias; the backward always runs here. Both passes are registered torch
+operators, ``vae_estimators::marginal_lse`` and ``vae_estimators::marginal_lse_backward`` (fake
+implementations, the autograd formula registered), safe under ``torch.compile`` (see
+:mod:`estimators.kernels._dispatch`). With grad mode on in the backward (``create_graph=True``) the
+gradient is formed by differentiable torch operations on the whole (Q, N, D) tensor instead, so
+second-order gradients work.
 
 Internal: inputs are trusted (same-dtype 2-D tensors; see :mod:`estimators.kernels` for the
 validated public functions).
@@ -32,11 +37,11 @@ import math
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from . import native
-from .joint import DEFAULT_BLOCK_BYTES
-from ..numerics import LOG_2PI, exp_clamp
+from ._dispatch import eager, functorch_active
+from .joint import DEFAULT_BLOCK_BYTES, _responsibilities
+from ..numerics import LOG_2PI, exp_clamp, log_normal
 
 __all__ = ["marginal_lse"]
 
@@ -183,27 +188,120 @@ def _backward(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None,
     return grad_z, grad_mu, grad_logvar, grad_w
 
 
-class _MarginalLSE(torch.autograd.Function):
-    """out_id = logsumexp_n (L_ind + log w_n + bias_in), (Q, D); differentiable in z, mu, logvar, log w."""
+# ------------------------------------------------------------------------------------------------
+# The registered operators and their eager twin (why operators, and why a twin: see :mod:`._dispatch`)
+
+
+def _marginal_forward(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None, bias: Tensor | None,
+                      block_bytes: int, use_native: bool) -> Tensor:
+    """out_id = logsumexp_n (log N(z_id; mu_nd, var_nd) + log_weights_n + bias_in), (Q, D) in z's dtype.
+
+    The fused C kernel where it can run (``use_native``, CPU, float32/float64, built and not
+    disabled); otherwise the blocked torch path (any device).
+    """
+    fast = native.marginal_lse(z, mu, logvar, log_weights, bias) if use_native else None
+    if fast is not None:
+        return fast
+    out = _forward(z, mu, logvar, log_weights, None if bias is None else bias.to(z.dtype),
+                   _elements(block_bytes, z.dtype))  # (D, Q)
+    return out.T.contiguous()
+
+
+def _marginal_backward_streamed(grad: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None,
+                                bias: Tensor | None, out: Tensor, block_bytes: int
+                                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(dz, dmu, dlogvar, dlog w) of sum(grad * out), memory-bounded (each block recomputed); dlog w is (N,), or
+    None without weights. Called with grad mode off (the backward) or below autograd (the operator)."""
+    return _backward(z, mu, logvar, log_weights, None if bias is None else bias.to(z.dtype), out.T.to(z.dtype),
+                     grad, _elements(block_bytes, z.dtype), log_weights is not None)
+
+
+def _marginal_backward_contiguous(grad: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None,
+                                  bias: Tensor | None, out: Tensor, block_bytes: int
+                                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_marginal_backward_streamed` with contiguous results, zeros for dlog w without weights (the
+    operator's results, as its fake implementation gives them)."""
+    gz, gmu, glv, gw = _marginal_backward_streamed(grad, z, mu, logvar, log_weights, bias, out, block_bytes)
+    return gz.contiguous(), gmu.contiguous(), glv.contiguous(), z.new_zeros(mu.shape[:1]) if gw is None else gw
+
+
+def _marginal_backward_differentiable(grad, z, mu, logvar, log_weights, bias):
+    """The gradient by differentiable torch operations on the whole (Q, N, D) tensor: for double backward."""
+    diff = z[:, None, :] - mu[None]  # (Q, N, D)
+    prec = torch.exp(-logvar)
+    c = -0.5 * (logvar + LOG_2PI)
+    if log_weights is not None:
+        c = c + log_weights.to(z.dtype)[:, None]
+    L = c[None] - 0.5 * diff * diff * prec[None]
+    if bias is not None:
+        L = L + bias.to(z.dtype)[:, :, None]
+    G = grad.to(z.dtype)[:, None, :] * _responsibilities(L, bias is not None or log_weights is not None)
+    t = G * diff * prec[None]
+    return -t.sum(1), t.sum(0), 0.5 * (G * (diff * diff * prec[None] - 1)).sum(0), G.sum((0, 2))
+
+
+_marginal_op = torch.library.custom_op("vae_estimators::marginal_lse", _marginal_forward, mutates_args=())
+_marginal_backward_op = torch.library.custom_op("vae_estimators::marginal_lse_backward",
+                                                _marginal_backward_contiguous, mutates_args=())
+
+
+@_marginal_op.register_fake
+def _(z, mu, logvar, log_weights, bias, block_bytes, use_native):
+    return torch.empty_like(z, memory_format=torch.contiguous_format)
+
+
+@_marginal_backward_op.register_fake
+def _(grad, z, mu, logvar, log_weights, bias, out, block_bytes):
+    return (torch.empty_like(z, memory_format=torch.contiguous_format),
+            torch.empty_like(mu, memory_format=torch.contiguous_format),
+            torch.empty_like(logvar, memory_format=torch.contiguous_format), z.new_empty(mu.shape[:1]))
+
+
+def _marginal_setup(ctx, inputs, output):
+    z, mu, logvar, log_weights, bias, block_bytes, _ = inputs
+    ctx.save_for_backward(z, mu, logvar, log_weights, bias, output)
+    ctx.block_bytes = block_bytes
+
+
+def _marginal_backward(ctx, grad):
+    z, mu, logvar, log_weights, bias, out = ctx.saved_tensors
+    if ctx.needs_input_grad[4]:
+        raise RuntimeError("vae_estimators::marginal_lse: the bias (Q, N) is a constant (no gradient flows to "
+                           "it); pass bias.detach()")
+    if torch.is_grad_enabled():  # create_graph=True: the gradient must itself be differentiable
+        gz, gmu, glv, gw = _marginal_backward_differentiable(grad, z, mu, logvar, log_weights, bias)
+    else:
+        backward = _marginal_backward_streamed if eager(grad, z) else _marginal_backward_op
+        gz, gmu, glv, gw = backward(grad, z, mu, logvar, log_weights, bias, out, ctx.block_bytes)
+    gw = gw.to(log_weights.dtype) if log_weights is not None and ctx.needs_input_grad[3] else None
+    return gz, gmu, glv, gw, None, None, None
+
+
+_marginal_op.register_autograd(_marginal_backward, setup_context=_marginal_setup)
+
+
+class _MarginalEager(torch.autograd.Function):
+    """The operator's forward, setup and backward without the dispatcher (plain eager mode only)."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None, bias: Tensor | None,
-                elements: int, precomputed: Tensor | None) -> Tensor:
-        if precomputed is None:
-            out = _forward(z, mu, logvar, log_weights, bias, elements)  # (D, Q)
-        else:
-            out = precomputed.to(z.dtype).T
-        ctx.save_for_backward(z, mu, logvar, log_weights, out)
-        ctx.bias, ctx.elements = bias, elements
-        return out.T.contiguous()
+    def forward(ctx, *inputs):
+        out = _marginal_forward(*inputs)
+        _marginal_setup(ctx, inputs, out)
+        return out
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        z, mu, logvar, log_weights, out = ctx.saved_tensors
-        need_weights = log_weights is not None and ctx.needs_input_grad[3]
-        gz, gmu, glv, gw = _backward(z, mu, logvar, log_weights, ctx.bias, out, grad, ctx.elements, need_weights)
-        return gz, gmu, glv, gw, None, None, None
+    def backward(ctx, grad):
+        return _marginal_backward(ctx, grad)
+
+
+def _marginal_plain(z, mu, logvar, log_weights, bias):
+    """The whole (Q, N, D) tensor and torch.logsumexp: composable with every torch.func transform."""
+    L = log_normal(z[:, None, :], mu[None], logvar[None])
+    if log_weights is not None:
+        L = L + log_weights.to(z.dtype)[None, :, None]
+    if bias is not None:
+        L = L + bias.to(z.dtype)[:, :, None]
+    return torch.logsumexp(L, dim=1)
 
 
 def marginal_lse(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None,
@@ -219,9 +317,21 @@ def marginal_lse(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | No
     at most ``block_bytes`` (and of about 2**19 elements, for the cache), forward and backward,
     whatever N. The forward value comes from the C kernel when ``use_native`` and it can run (CPU,
     float32/float64), with or without the bias; otherwise from the blocked torch path.
+
+    The registered operator ``torch.ops.vae_estimators.marginal_lse`` (:mod:`._dispatch`): one
+    opaque node under ``torch.compile`` (``fullgraph=True`` works) and ``torch.export``.
+
+    Second-order gradients (``create_graph=True``, e.g. gradient penalties): when the backward runs
+    with grad mode on, the gradient is formed by ordinary differentiable torch operations on the whole
+    (Q, N, D) tensor, so memory is then **not** bounded (the ordinary backward stays memory-bounded).
+    Inside ``torch.func`` transforms the value is the plain torch logsumexp of the whole (Q, N, D)
+    tensor (memory not bounded either). ``torch.compile`` itself does not support double backward (a
+    torch limitation): take gradient penalties eagerly.
     """
     if bias is not None:
-        bias = bias.detach().to(z.dtype)
-    elements = _elements(block_bytes, z.dtype)
-    fast = native.marginal_lse(z, mu, logvar, log_weights, bias) if use_native else None
-    return _MarginalLSE.apply(z, mu, logvar, log_weights, bias, elements, fast)
+        bias = bias.detach()
+    if functorch_active():
+        return _marginal_plain(z, mu, logvar, log_weights, bias)
+    if eager(z, mu, logvar):
+        return _MarginalEager.apply(z, mu, logvar, log_weights, bias, block_bytes, use_native)
+    return _marginal_op(z, mu, logvar, log_weights, bias, block_bytes, use_native)

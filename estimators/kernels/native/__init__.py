@@ -29,7 +29,11 @@ from ...numerics import LOG_2PI, exp_clamp
 __all__ = ["get", "unavailable_reason", "joint_lse", "marginal_lse"]
 
 _SOURCE = Path(__file__).with_name("mixture.c")
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC", "-shared"]
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC"]
+# Linked in a second step without -ffast-math: linking with it adds crtfastmath.o, whose constructor sets
+# flush-to-zero and denormals-are-zero for the whole process when the library loads, silently changing
+# every float computation of the user's program (numpy's and torch's subnormals become 0).
+_LINK = ["-shared", "-fopenmp"]
 _VARIANTS = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
 BIAS_FLOOR = -1e30  # -inf log weights are floored here (as BIAS_FLOOR in mixture.c): far below the clamp
 _lock = threading.Lock()
@@ -55,8 +59,13 @@ def _compile(compiler: str, dtype: torch.dtype, key: str) -> Path:
     target = cache_dir() / "native" / f"mixture{suffix}-{key}.so"
     if not target.exists():
         with atomic_path(target) as tmp:  # concurrent processes never load a half-written file
-            cmd = [compiler, *_FLAGS, *_defines(dtype), "-o", str(tmp), str(_SOURCE), "-lm"]
-            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+            obj = tmp.with_name(tmp.name + ".o")
+            try:
+                for cmd in ([compiler, *_FLAGS, *_defines(dtype), "-c", "-o", str(obj), str(_SOURCE)],
+                            [compiler, *_LINK, "-o", str(tmp), str(obj), "-lm"]):
+                    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+            finally:
+                obj.unlink(missing_ok=True)
     return target
 
 
@@ -66,7 +75,7 @@ def _load() -> dict[torch.dtype, ctypes.CDLL]:
         raise RuntimeError("no C compiler (gcc or cc) on PATH")
     defines = " ".join(d for dtype in _VARIANTS for d in _defines(dtype))
     key = hashlib.sha256(
-        _SOURCE.read_bytes() + " ".join(_FLAGS).encode() + defines.encode() + compiler.encode() + _cpu_id().encode()
+        _SOURCE.read_bytes() + " ".join(_FLAGS + _LINK).encode() + defines.encode() + compiler.encode() + _cpu_id().encode()
     ).hexdigest()[:16]
     libs = {}
     for dtype, (_, suffix) in _VARIANTS.items():
