@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["eager", "functorch_active"]
+__all__ = ["eager", "functorch_active", "register_kernel_autograd"]
 
 _PLAIN = (Tensor, torch.nn.Parameter)
 
@@ -57,3 +57,51 @@ def eager(*tensors: Tensor | None) -> bool:
 def functorch_active() -> bool:
     """A torch.func transform (grad, vmap, jacrev, ...) is active."""
     return torch._C._are_functorch_transforms_active()
+
+
+def register_kernel_autograd(op, name: str, forward, streamed_backward, op_backward, differentiable_backward):
+    r"""Register the autograd formula of a kernel operator ``op`` and return its eager ``autograd.Function``.
+
+    One wiring for both kernels. The operator's inputs are ``(z, mu, logvar, log_weights, bias,
+    block_bytes, use_native)``; the backwards return ``(dz, dmu, dlogvar, dlog_weights)``:
+    ``streamed_backward(grad, *saved, out, block_bytes)`` in eager mode, the registered backward operator
+    ``op_backward`` (same arguments) when traced, and ``differentiable_backward(grad, *saved)`` when the
+    backward itself is recorded (create_graph=True). The bias (a constant log-weight matrix) takes no
+    gradient.
+    """
+
+    def setup(ctx, inputs, output):
+        z, mu, logvar, log_weights, bias, block_bytes, _ = inputs
+        ctx.save_for_backward(z, mu, logvar, log_weights, bias, output)
+        ctx.block_bytes = block_bytes
+
+    def backward(ctx, grad):
+        z, mu, logvar, log_weights, bias, out = ctx.saved_tensors
+        if ctx.needs_input_grad[4]:
+            raise RuntimeError(f"vae_estimators::{name}: the bias (Q, N) is a constant (no gradient flows to it); "
+                               "pass bias.detach()")
+        if torch.is_grad_enabled():  # create_graph=True: the gradient must itself be differentiable
+            gz, gmu, glv, gw = differentiable_backward(grad, z, mu, logvar, log_weights, bias)
+        else:
+            run = streamed_backward if eager(grad, z) else op_backward
+            gz, gmu, glv, gw = run(grad, z, mu, logvar, log_weights, bias, out, ctx.block_bytes)
+        gw = gw.to(log_weights.dtype) if log_weights is not None and ctx.needs_input_grad[3] else None
+        return gz, gmu, glv, gw, None, None, None
+
+    op.register_autograd(backward, setup_context=setup)
+
+    class Eager(torch.autograd.Function):
+        """The operator's forward, setup and backward without the dispatcher (plain eager mode only)."""
+
+        @staticmethod
+        def forward(ctx, *inputs):
+            out = forward(*inputs)
+            setup(ctx, inputs, out)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            return backward(ctx, grad)
+
+    Eager.__name__ = Eager.__qualname__ = f"{name}_eager"
+    return Eager

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from . import native
-from ._dispatch import eager, functorch_active
+from ._dispatch import eager, functorch_active, register_kernel_autograd
 from ..numerics import ACCUMULATE, LOG_2PI, exp_clamp
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "joint_lse", "normal_matrix"]
@@ -226,41 +226,8 @@ def _(grad, z, mu, logvar, log_weights, bias, out, block_bytes):
     return torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar), z.new_empty(mu.shape[:1])
 
 
-def _joint_setup(ctx, inputs, output):
-    z, mu, logvar, log_weights, bias, block_bytes, _ = inputs
-    ctx.save_for_backward(z, mu, logvar, log_weights, bias, output)
-    ctx.block_bytes = block_bytes
-
-
-def _joint_backward(ctx, grad):
-    z, mu, logvar, log_weights, bias, out = ctx.saved_tensors
-    if ctx.needs_input_grad[4]:
-        raise RuntimeError("vae_estimators::joint_lse: the bias (Q, N) is a constant (no gradient flows to it); "
-                           "pass bias.detach()")
-    if torch.is_grad_enabled():  # create_graph=True: the gradient must itself be differentiable
-        gz, gmu, glv, gw = _joint_backward_differentiable(grad, z, mu, logvar, log_weights, bias)
-    else:
-        backward = _joint_backward_streamed if eager(grad, z) else _joint_backward_op
-        gz, gmu, glv, gw = backward(grad, z, mu, logvar, log_weights, bias, out, ctx.block_bytes)
-    gw = gw.to(log_weights.dtype) if log_weights is not None and ctx.needs_input_grad[3] else None
-    return gz, gmu, glv, gw, None, None, None
-
-
-_joint_op.register_autograd(_joint_backward, setup_context=_joint_setup)
-
-
-class _JointEager(torch.autograd.Function):
-    """The operator's forward, setup and backward without the dispatcher (plain eager mode only)."""
-
-    @staticmethod
-    def forward(ctx, *inputs):
-        out = _joint_forward(*inputs)
-        _joint_setup(ctx, inputs, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _joint_backward(ctx, grad)
+_JointEager = register_kernel_autograd(_joint_op, "joint_lse", _joint_forward, _joint_backward_streamed,
+                                       _joint_backward_op, _joint_backward_differentiable)
 
 
 def _joint_plain(z, mu, logvar, log_weights, bias):

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from . import native
-from ._dispatch import eager, functorch_active
+from ._dispatch import eager, functorch_active, register_kernel_autograd
 from .joint import DEFAULT_BLOCK_BYTES, _responsibilities
 from ..numerics import LOG_2PI, exp_clamp, log_normal
 
@@ -257,41 +257,9 @@ def _(grad, z, mu, logvar, log_weights, bias, out, block_bytes):
             torch.empty_like(logvar, memory_format=torch.contiguous_format), z.new_empty(mu.shape[:1]))
 
 
-def _marginal_setup(ctx, inputs, output):
-    z, mu, logvar, log_weights, bias, block_bytes, _ = inputs
-    ctx.save_for_backward(z, mu, logvar, log_weights, bias, output)
-    ctx.block_bytes = block_bytes
-
-
-def _marginal_backward(ctx, grad):
-    z, mu, logvar, log_weights, bias, out = ctx.saved_tensors
-    if ctx.needs_input_grad[4]:
-        raise RuntimeError("vae_estimators::marginal_lse: the bias (Q, N) is a constant (no gradient flows to "
-                           "it); pass bias.detach()")
-    if torch.is_grad_enabled():  # create_graph=True: the gradient must itself be differentiable
-        gz, gmu, glv, gw = _marginal_backward_differentiable(grad, z, mu, logvar, log_weights, bias)
-    else:
-        backward = _marginal_backward_streamed if eager(grad, z) else _marginal_backward_op
-        gz, gmu, glv, gw = backward(grad, z, mu, logvar, log_weights, bias, out, ctx.block_bytes)
-    gw = gw.to(log_weights.dtype) if log_weights is not None and ctx.needs_input_grad[3] else None
-    return gz, gmu, glv, gw, None, None, None
-
-
-_marginal_op.register_autograd(_marginal_backward, setup_context=_marginal_setup)
-
-
-class _MarginalEager(torch.autograd.Function):
-    """The operator's forward, setup and backward without the dispatcher (plain eager mode only)."""
-
-    @staticmethod
-    def forward(ctx, *inputs):
-        out = _marginal_forward(*inputs)
-        _marginal_setup(ctx, inputs, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _marginal_backward(ctx, grad)
+_MarginalEager = register_kernel_autograd(_marginal_op, "marginal_lse", _marginal_forward,
+                                          _marginal_backward_streamed, _marginal_backward_op,
+                                          _marginal_backward_differentiable)
 
 
 def _marginal_plain(z, mu, logvar, log_weights, bias):
