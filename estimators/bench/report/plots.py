@@ -78,6 +78,16 @@ def _panel_grid(d: pd.DataFrame):
     return labels, quantities, styles, fig, axes
 
 
+def _label_panel(ax, title: str, xlabel: str | None, ylabel: str | None) -> None:
+    r"""Title and grid of one panel; axis labels only on the bottom row and the left column."""
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+
+
 def plot_bias(df: pd.DataFrame, path: Path) -> bool:
     r"""Bias +- 1.96 se against batch size: rows = scenarios, columns = quantities."""
     d = aggregate_rows(df)
@@ -98,12 +108,8 @@ def plot_bias(df: pd.DataFrame, path: Path) -> bool:
             ax.axhline(0.0, color="black", lw=0.8)
             ax.set_xscale("log", base=2)
             _symlog_if_wide(ax, cell["bias"].abs().to_numpy() + 1.96 * cell["bias_se"].fillna(0).to_numpy())
-            ax.set_title(f"{label}: {q}", fontsize=9)
-            ax.grid(True, alpha=0.3)
-            if i == len(labels) - 1:
-                ax.set_xlabel("batch size B")
-            if j == 0:
-                ax.set_ylabel("bias (nats)")
+            _label_panel(ax, f"{label}: {q}", "batch size B" if i == len(labels) - 1 else None,
+                         "bias (nats)" if j == 0 else None)
     _title_and_legend(fig, axes, "Bias against batch size (error bars: 95% Monte Carlo interval; "
                       "dashed: published variants)")
     _save(fig, path)
@@ -173,12 +179,8 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> bool:
             ax.set_xscale("log")
             ax.set_yscale("log")
             _plain_log_ticks(ax)
-            ax.set_title(f"{label}: {q}", fontsize=9)
-            ax.grid(True, alpha=0.3)
-            if i == len(labels) - 1:
-                ax.set_xlabel("time per call (s)")
-            if j == 0:
-                ax.set_ylabel("RMSE (nats)")
+            _label_panel(ax, f"{label}: {q}", "time per call (s)" if i == len(labels) - 1 else None,
+                         "RMSE (nats)" if j == 0 else None)
     _title_and_legend(fig, axes, "Error against time per call (marker size grows with B; black: Pareto front "
                       "of the estimators one would train with; x: published variants)")
     _save(fig, path)
