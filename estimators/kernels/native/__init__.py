@@ -154,6 +154,17 @@ def _nan_where_inputs_are(out: torch.Tensor, bad_z: torch.Tensor, mu, logvar, di
     return out.masked_fill_(bad, float("nan"))
 
 
+def _launch(libs, name: str, z, mu_t, a_t, consts, bias, out) -> torch.Tensor:
+    """Call the C function ``name`` (joint_lse or marginal_lse: one argument order) and return ``out``."""
+    (Q, D), N, dtype = z.shape, mu_t.shape[1], z.dtype
+    zc = z.detach().contiguous()
+    b = _bias(bias, dtype)
+    getattr(libs[dtype], name + _VARIANTS[dtype][1])(
+        zc.data_ptr(), Q, mu_t.data_ptr(), a_t.data_ptr(), consts.data_ptr(), None if b is None else b.data_ptr(),
+        N, D, out.data_ptr(), _threads(Q * N * D))
+    return out
+
+
 def joint_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_weights: torch.Tensor | None = None,
               bias: torch.Tensor | None = None) -> torch.Tensor | None:
     """out_i = logsumexp_n (log N(z_i; mu_n, var_n) + log_weights_n + bias_in) by the C kernel, (Q,).
@@ -165,18 +176,12 @@ def joint_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_weigh
     libs = _available(z)
     if libs is None:
         return None
-    dtype, (Q, D), N = z.dtype, z.shape, mu.shape[0]
-    zc = z.detach().contiguous()
+    dtype, Q = z.dtype, z.shape[0]
     mu_t, a_t, half_log = _components(mu, logvar)
     c = half_log.to(torch.float64).sum(1)  # sum over d in float64: D terms of size ~10
     if log_weights is not None:
         c = c + log_weights.detach().to(torch.float64)
-    c = _floored(c, dtype)
-    b = _bias(bias, dtype)
-    out = torch.empty(Q, dtype=dtype)
-    getattr(libs[dtype], "joint_lse" + _VARIANTS[dtype][1])(
-        zc.data_ptr(), Q, mu_t.data_ptr(), a_t.data_ptr(), c.data_ptr(), None if b is None else b.data_ptr(),
-        N, D, out.data_ptr(), _threads(Q * N * D))
+    out = _launch(libs, "joint_lse", z, mu_t, a_t, _floored(c, dtype), bias, torch.empty(Q, dtype=dtype))
     return _nan_where_inputs_are(out, torch.isnan(z).any(1), mu, logvar, None)
 
 
@@ -189,16 +194,10 @@ def marginal_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_we
     libs = _available(z)
     if libs is None:
         return None
-    dtype, (Q, D), N = z.dtype, z.shape, mu.shape[0]
-    zc = z.detach().contiguous()
+    dtype = z.dtype
     mu_t, a_t, half_log = _components(mu, logvar)
     cd = half_log.T
     if log_weights is not None:
         cd = cd + log_weights.detach().to(dtype)[None, :]
-    cd = _floored(cd, dtype)
-    b = _bias(bias, dtype)
-    out = torch.empty(Q, D, dtype=dtype)
-    getattr(libs[dtype], "marginal_lse" + _VARIANTS[dtype][1])(
-        zc.data_ptr(), Q, mu_t.data_ptr(), a_t.data_ptr(), cd.data_ptr(), None if b is None else b.data_ptr(),
-        N, D, out.data_ptr(), _threads(Q * N * D))
+    out = _launch(libs, "marginal_lse", z, mu_t, a_t, _floored(cd, dtype), bias, torch.empty(z.shape, dtype=dtype))
     return _nan_where_inputs_are(out, torch.isnan(z), mu, logvar, 0)
