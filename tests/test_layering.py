@@ -3,7 +3,8 @@
 Stages, in order (a module may import from its own stage and earlier ones):
 
     foundation (numerics, validation, files, digits, posteriors) -> kernels -> log_qz -> decompose
-    -> references -> log_px -> scenarios -> bench -> commands, cli, __main__
+    -> direct -> references -> log_px -> scenarios -> gradients -> bench -> audit, testing
+    -> commands, cli, __main__
 
 ``estimators/__init__.py`` is the public facade and exempt; importing the facade from inside the
 package (``from .. import ESTIMATORS``) counts as importing the last stage. Also checked: no file of
@@ -26,15 +27,18 @@ STAGES = [
     {"kernels"},
     {"log_qz"},
     {"decompose"},
+    {"direct"},
     {"references"},
     {"log_px"},
     {"scenarios"},
+    {"gradients"},
     {"bench"},
+    {"audit", "testing"},
     {"commands", "cli", "__main__"},
 ]
 FACADE = len(STAGES)  # the package itself (estimators/__init__.py): after every stage
-STAGE_NAMES = ["foundation", "kernels", "log_qz", "decompose", "references", "log_px", "scenarios", "bench",
-               "commands"]
+STAGE_NAMES = ["foundation", "kernels", "log_qz", "decompose", "direct", "references", "log_px", "scenarios",
+               "gradients", "bench", "audit", "commands"]
 
 
 def _modules() -> list[Path]:
