@@ -1,4 +1,4 @@
-"""Command line: ``python -m estimators {exact,bench,report,compare} ...``.
+"""Command line: ``python -m estimators {exact,bench,report,compare,audit} ...``.
 
 Each subcommand lives in ``estimators/commands/<name>.py`` with ``register(subparsers)`` and
 ``run(args) -> int``. Bad input (ValueError, FileNotFoundError, KeyError from validation, an
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("exact", "bench", "report", "compare")
+COMMANDS = ("exact", "bench", "report", "compare", "audit", "gradients")
 
 
 def build_parser() -> argparse.ArgumentParser:

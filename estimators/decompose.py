@@ -9,7 +9,8 @@ and of the marginals log q(z_id) (:func:`estimators.log_aggregate_posterior`):
 * dimwise_kl: mean_i [sum_d log q^(z_id) - log p(z_i)],
 
 so mi + kl_agg = mean_i [log q(z_i|n_i) - log p(z_i)] and tc + dimwise_kl = kl_agg hold for every
-batch and estimator. ``avg_kl`` is the closed-form mean of KL(q(z|n_i) || p(z)) over the batch's own
+batch and estimator. (An estimator with ``analytic_entropy``, He et al.'s ``calc_mi``, uses the closed-form
+-H(q(z|n_i)) in place of log q(z_i|n_i) in mi; it defines mi only, the other entries are ``naive``'s.) ``avg_kl`` is the closed-form mean of KL(q(z|n_i) || p(z)) over the batch's own
 posteriors, whose expectation is the ELBO-surgery total mi + kl_agg.
 """
 from __future__ import annotations
@@ -18,11 +19,10 @@ import torch
 from torch import Tensor
 
 from .log_qz import prepare
-from .numerics import kl_to_prior, log_normal, log_standard_normal
+from .log_qz.registry import QUANTITIES
+from .numerics import kl_to_prior, log_normal, log_standard_normal, neg_entropy_normal
 
 __all__ = ["decompose", "QUANTITIES"]
-
-QUANTITIES = ("mi", "kl_agg", "tc", "dimwise_kl")
 
 
 def decompose(z, mu, logvar, dataset_size=None, estimator: str = "mss", *, field=None, index=None, k=None,
@@ -52,8 +52,9 @@ def decompose(z, mu, logvar, dataset_size=None, estimator: str = "mss", *, field
     log_qz_given_n = log_normal(batch.z, batch.mu, batch.logvar).sum(1)
     log_pz = log_standard_normal(batch.z)
     log_prod = log_qz_dims.sum(1)
+    own = neg_entropy_normal(batch.logvar) if info.analytic_entropy else log_qz_given_n
     terms = {
-        "mi_terms": log_qz_given_n - log_qz,
+        "mi_terms": own - log_qz,
         "kl_agg_terms": log_qz - log_pz,
         "tc_terms": log_qz - log_prod,
         "dimwise_kl_terms": log_prod - log_pz,

@@ -16,7 +16,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["LOG_2PI", "ACCUMULATE", "exp_clamp", "log_normal", "log_standard_normal", "kl_to_prior"]
+__all__ = ["LOG_2PI", "ACCUMULATE", "exp_clamp", "log_normal", "log_standard_normal", "kl_to_prior",
+           "neg_entropy_normal"]
 
 LOG_2PI = math.log(2.0 * math.pi)
 ACCUMULATE = torch.float64  # dtype of the matrix-product form of the joint kernel (cancellation)
@@ -44,3 +45,8 @@ def log_standard_normal(z: Tensor) -> Tensor:
 def kl_to_prior(mu: Tensor, logvar: Tensor) -> Tensor:
     r"""KL(Normal(mu, diag exp(logvar)) || Normal(0, I)) of each row, shape (...): closed form."""
     return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(-1)
+
+
+def neg_entropy_normal(logvar: Tensor) -> Tensor:
+    r"""E[log Normal(z; mu, diag exp(logvar))] = -H of each row, shape (...): closed form, free of mu."""
+    return (-0.5 * (LOG_2PI + 1.0 + logvar)).sum(-1)

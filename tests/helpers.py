@@ -69,7 +69,7 @@ def hand_weights(name: str, B: int, N: int, D: int):
     """(joint weights, marginal weights) of a minibatch estimator as B x B lists, from the definitions."""
     M = B - 1
     strat = (N - M) / (N * M) if M else 0.0
-    const = {"naive": 1 / B, "mws": 1 / (N * B), "tc_no_constant": 1.0}
+    const = {"naive": 1 / B, "calc_mi": 1 / B, "mws": 1 / (N * B), "tc_no_constant": 1.0}
     W = [[0.0] * B for _ in range(B)]
     for i in range(B):
         for j in range(B):
@@ -81,6 +81,8 @@ def hand_weights(name: str, B: int, N: int, D: int):
                 W[i][j] = 1 / N if j == i else (N - 1) / (N * M)
             elif name == "loo":
                 W[i][j] = 0.0 if j == i else 1 / M
+            elif name == "hfvae":  # probtorch: the own term divided by bias = (N-1)/(B-1), then the mean over B
+                W[i][j] = (1 / ((N - 1) / M) if j == i else 1.0) / B
             elif name in ("mss_shipped", "mss_per_dim"):
                 W[i][j] = 1 / N if j == 0 else strat if j == 1 else 1 / M
             else:

@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import common  # noqa: E402
 
-BENCH_MODULES = ["bench_kernels", "bench_estimators", "bench_accuracy", "bench_references"]
+BENCH_MODULES = ["bench_kernels", "bench_estimators", "bench_accuracy", "bench_references", "bench_brackets"]
 PREFIXES = ("time_", "peakmem_", "track_", "mem_", "timeraw_")
 
 

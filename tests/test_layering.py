@@ -3,7 +3,7 @@
 Stages, in order (a module may import from its own stage and earlier ones):
 
     foundation (numerics, validation, files, digits, posteriors) -> kernels -> log_qz -> decompose
-    -> direct -> references -> log_px -> scenarios -> gradients -> bench -> audit, testing
+    -> direct -> references -> log_px -> scenarios -> gradients -> bench -> auditing, testing
     -> commands, cli, __main__
 
 ``estimators/__init__.py`` is the public facade and exempt; importing the facade from inside the
@@ -33,12 +33,12 @@ STAGES = [
     {"scenarios"},
     {"gradients"},
     {"bench"},
-    {"audit", "testing"},
+    {"auditing", "testing"},
     {"commands", "cli", "__main__"},
 ]
 FACADE = len(STAGES)  # the package itself (estimators/__init__.py): after every stage
 STAGE_NAMES = ["foundation", "kernels", "log_qz", "decompose", "direct", "references", "log_px", "scenarios",
-               "gradients", "bench", "audit", "commands"]
+               "gradients", "bench", "auditing", "commands"]
 
 
 def _modules() -> list[Path]:

@@ -128,7 +128,7 @@ def is_lower_bound(estimator: str) -> bool:
 
 
 def theory_columns(quantity: str, N: int, D: int, batch_size: int | None, *, unbiased_inside: bool,
-                   estimator: str = "") -> dict[str, object]:
+                   estimator: str = "", mi_bound: str = "") -> dict[str, object]:
     r"""Columns theory predicts for a cell.
 
     * ``log_N``, ``log_B``: the scales of the mws and naive biases.
@@ -140,7 +140,9 @@ def theory_columns(quantity: str, N: int, D: int, batch_size: int | None, *, unb
       are <= 0; tc subtracts two downward-biased terms, so its sign is not fixed (""). ``exact``
       has no bias ("0"). For log_px, an estimator flagged ``lower_bound`` in the registry
       (:func:`is_lower_bound`) has bias <= 0: IWAE-k is a Jensen lower bound (Burda et al. 2016);
-      the jackknife corrections (Nowozin 2018) have no fixed sign.
+      the jackknife corrections (Nowozin 2018) have no fixed sign. An estimator whose mi is a known
+      bound (``mi_bound``: ``naive``'s and ``calc_mi``'s is InfoNCE, a lower bound; ``loo``'s the
+      leave-one-out upper bound, Poole et al. 2019) has an mi bias of that sign.
     """
     nan = math.nan
     log_n = math.log(N) if N > 0 else nan
@@ -152,6 +154,8 @@ def theory_columns(quantity: str, N: int, D: int, batch_size: int | None, *, unb
         sign = "0"
     elif unbiased_inside:
         sign = {"mi": "+", "kl_agg": "-", "dimwise_kl": "-"}.get(quantity, "")
+    elif quantity == "mi" and mi_bound:
+        sign = {"lower": "-", "upper": "+"}[mi_bound]
     return {
         "log_N": log_n if quantity != "log_px" else nan,
         "log_B": math.log(batch_size) if batch_size else nan,  # None or 0: no batch (log_px)

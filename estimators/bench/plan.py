@@ -12,13 +12,14 @@ from pathlib import Path
 import torch
 
 from .. import log_px
+from ..direct import DIRECT_ESTIMATORS
 from ..log_qz import ESTIMATORS, FAMILIES
 from ..posteriors import Posteriors, load_posteriors
 from ..scenarios import SCENARIOS, make_scenario
 from ..validation import as_int
 from .grid import AGGREGATE_QUANTITIES, ALL_QUANTITIES, LOG_PX, ScenarioSpec
 from .presets import Preset
-from .tasks import AggregateUnit, LogPxUnit, Unit
+from .tasks import AggregateUnit, DirectUnit, LogPxUnit, Unit
 
 __all__ = ["Plan", "plan", "known_names", "reference_samples", "build_field", "REFERENCE_BUDGET"]
 
@@ -47,6 +48,7 @@ def known_names() -> dict[str, tuple[str, ...]]:
         "tasks": tuple(log_px.LOG_PX_TASKS),
         "estimators": tuple(by_family),
         "log_px_estimators": tuple(log_px.LOG_PX_ESTIMATORS),
+        "direct_estimators": tuple(DIRECT_ESTIMATORS),
         "quantities": ALL_QUANTITIES,
     }
 
@@ -96,16 +98,21 @@ def plan(preset: Preset, *, posteriors: list[str] | None = None, scenarios: list
     """
     known = known_names()
     agg_known, px_known = set(known["estimators"]), set(known["log_px_estimators"])
+    direct_known = set(known["direct_estimators"])
     if quantities is not None:
         _check_names("quantity", quantities, known["quantities"])
     qsel = tuple(quantities or preset.quantities)
     if estimators is not None:
-        _check_names("estimator", estimators, agg_known | px_known)
+        _check_names("estimator", estimators, agg_known | px_known | direct_known)
     agg_est = [e for e in (estimators if estimators is not None else known["estimators"]) if e in agg_known]
     px_est = [e for e in (estimators if estimators is not None else known["log_px_estimators"]) if e in px_known]
+    direct_est = [e for e in (estimators if estimators is not None else known["direct_estimators"])
+                  if e in direct_known]
     if preset.estimators is not None and estimators is None:
         agg_est = [e for e in agg_est if e in preset.estimators]
         px_est = [e for e in px_est if e in preset.estimators]
+    if preset.direct_estimators is not None and estimators is None:
+        direct_est = [e for e in direct_est if e in preset.direct_estimators]
 
     # Scenarios: files replace the named ones; --scenarios filters (and may name tasks).
     if scenarios is not None:
@@ -133,9 +140,14 @@ def plan(preset: Preset, *, posteriors: list[str] | None = None, scenarios: list
         raise ValueError(f"dtype must be float32 or float64, got {preset.dtype!r}")
 
     agg_q = tuple(q for q in qsel if q in AGGREGATE_QUANTITIES)
+    direct_est = [e for e in direct_est if any(q in agg_q for q in DIRECT_ESTIMATORS[e].quantities)]
+    dr_steps = [as_int("density-ratio steps", k, 1) for k in preset.density_ratio_steps]
+    dr_batch = as_int("density-ratio batch size", preset.density_ratio_batch_size, 2)
+    dr_replicates = as_int("density-ratio replicates", preset.density_ratio_replicates, 2)
     units: list[Unit] = []
+    direct_units: list[Unit] = []  # after every aggregate unit (rows of the CSV in that order)
     fields: dict[tuple, Posteriors] = {}
-    if agg_q and agg_est:
+    if agg_q and (agg_est or direct_est):
         for spec in specs:
             if spec.field_id in fields:
                 raise ValueError(f"scenario {spec.name!r} appears twice with the same settings; "
@@ -143,8 +155,29 @@ def plan(preset: Preset, *, posteriors: list[str] | None = None, scenarios: list
             # Estimates and reference both see the field rounded to the run's dtype.
             fld = build_field(spec).to(getattr(torch, preset.dtype))
             fields[spec.field_id] = fld
+            for est in direct_est:
+                info = DIRECT_ESTIMATORS[est]
+                dq = tuple(q for q in info.quantities if q in agg_q)
+                if info.needs_steps:  # trains on the whole field: its own batch size, steps and replicates
+                    if fld.D < 2:
+                        continue  # a total correlation needs two dimensions
+                    for steps in dr_steps:
+                        direct_units.append(DirectUnit(spec.name, fld.N, fld.D, spec.separation, spec.seed, est,
+                                                       dr_batch, steps, dq, dr_replicates, preset.dtype, seed))
+                    continue
+                for b in batch_sizes:
+                    if b > fld.N:
+                        raise ValueError(f"batch size {b} is larger than N = {fld.N} of scenario {spec.name!r} "
+                                         "(a batch holds distinct data points)")
+                    if b < info.min_batch(fld.D):
+                        continue  # below what it needs in this D (a Gaussian TC of b <= D means): skipped
+                    direct_units.append(DirectUnit(spec.name, fld.N, fld.D, spec.separation, spec.seed, est, b,
+                                                   None, dq, replicates, preset.dtype, seed))
             for est in agg_est:
                 info = ESTIMATORS[est]
+                own_q = tuple(q for q in agg_q if q in info.quantities)  # calc_mi defines mi only
+                if not own_q:
+                    continue
                 for b in batch_sizes:
                     if b > fld.N:
                         raise ValueError(f"batch size {b} is larger than N = {fld.N} of scenario {spec.name!r} "
@@ -154,7 +187,8 @@ def plan(preset: Preset, *, posteriors: list[str] | None = None, scenarios: list
                                          f"it needs at least {info.min_batch}")
                     for k in (ks if info.needs_k else (None,)):
                         units.append(AggregateUnit(spec.name, fld.N, fld.D, spec.separation, spec.seed, est, b, k,
-                                                   agg_q, replicates, preset.dtype, seed))
+                                                   own_q, replicates, preset.dtype, seed))
+    units += direct_units
     if LOG_PX in qsel and px_est:
         for task in tasks:
             latent_dim = int(log_px.LOG_PX_TASKS[task].latent_dim)

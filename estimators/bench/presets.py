@@ -21,6 +21,11 @@ class Preset:
     ``log_px_k`` the list for the log p(x) estimators, each run at the k >= its ``min_k``;
     ``pairwise_max_k`` caps k for the log p(x) estimators with a (k, k) temporary per estimate
     (``LogPxEstimator.pairwise``: the order-2 jackknife costs O(k^2)).
+
+    Direct estimators (``estimators.direct.DIRECT_ESTIMATORS``; ``direct_estimators=None``: all, ``()``:
+    none): the moment estimators run at ``batch_sizes`` with ``replicates``; the density ratio at each of
+    ``density_ratio_steps`` (training steps, the ``k`` column) with training batch
+    ``density_ratio_batch_size`` and ``density_ratio_replicates`` independent trainings.
     """
 
     name: str
@@ -36,6 +41,10 @@ class Preset:
     pairwise_max_k: int | None = 256
     reference_samples: int = 8
     quadrature_nodes: int = 32
+    direct_estimators: tuple[str, ...] | None = None
+    density_ratio_steps: tuple[int, ...] = (300,)
+    density_ratio_batch_size: int = 256
+    density_ratio_replicates: int = 8
     dtype: str = "float64"
     description: str = ""
 
@@ -63,6 +72,8 @@ PRESETS: dict[str, Preset] = {
             log_px_k=(1, 4, 16),
             log_px_replicates=64,
             reference_samples=512,  # N S >= 100 B_max R = 102400 (see plan.reference_samples)
+            density_ratio_steps=(100,),
+            density_ratio_replicates=3,
         ),
         Preset(
             name="standard",
@@ -76,6 +87,23 @@ PRESETS: dict[str, Preset] = {
             log_px_k=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             log_px_replicates=256,
             reference_samples=1536,  # N S = 3.1e6 >= 100 B_max R = 2.5e6 (see plan.reference_samples)
+            density_ratio_steps=(300,),  # about 0.4 s a training here: 8 per field
+            density_ratio_replicates=8,
+        ),
+        Preset(
+            name="density_ratio",
+            description="density-ratio TC study: bias against training steps and true tc (5 minutes)",
+            scenarios=_specs(("gaussian",), N=2048, D=5, separations=(0.1, 0.3, 0.5, 0.7, 0.9)),
+            batch_sizes=(256,),
+            k=(),
+            replicates=6,
+            estimators=(),
+            quantities=("tc",),
+            log_px_tasks=(),
+            reference_samples=1536,
+            direct_estimators=("density_ratio",),
+            density_ratio_steps=(30, 100, 300, 1000, 3000),
+            density_ratio_replicates=10,  # Student-t claims at 1e-4 (tests/bench/test_committed_density_ratio.py)
         ),
         Preset(
             name="full",

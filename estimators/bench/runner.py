@@ -29,6 +29,8 @@ def _finish_row(row: dict, ref: dict, measured: Measurement, reference: dict) ->
     q = row["quantity"]
     row["reference"], row["reference_se"] = float(ref["value"]), float(ref["se"])
     row["reference_method"] = ref["method"]
+    row["reference_lower"] = float(ref.get("lower", math.nan))
+    row["reference_upper"] = float(ref.get("upper", math.nan))
     row.update(summarize(measured.estimates[q], row["reference"], row["reference_se"], lower=measured.lower.get(q),
                          upper=measured.upper.get(q), nonnegative=is_nonnegative(q)))
     row["bias_sign_ok"] = sign_consistent(row["bias_sign_theory"], row["bias"], row["bias_se"], row["reference_se"])

@@ -39,17 +39,23 @@ COLUMNS: tuple[Column, ...] = (
     # identity of the cell
     Column("scenario", "text", "scenario name, posterior file stem, or log p(x) task"),
     Column("quantity", "text", "mi, kl_agg, tc, dimwise_kl (nats) or log_px"),
-    Column("estimator", "text", "estimator name (`estimators.ESTIMATORS`; `estimators.log_px.LOG_PX_ESTIMATORS` "
-                                "for log_px)"),
+    Column("estimator", "text", "estimator name (`estimators.ESTIMATORS`; `estimators.direct.DIRECT_ESTIMATORS`; "
+                                "`estimators.log_px.LOG_PX_ESTIMATORS` for log_px)"),
     Column("N", "int", "data points of the field (1 for log_px: one data point per estimate)"),
     Column("D", "int", "latent dimensions"),
-    Column("batch_size", "int", "B, points per replicate batch (0: not applicable, log_px)"),
-    Column("k", "int", "importance samples (0: the estimator takes none)"),
+    Column("batch_size", "int", "B, points per replicate batch (0: not applicable, log_px; density_ratio: its "
+                                "training batch per class and step)"),
+    Column("k", "int", "importance samples (0: the estimator takes none; density_ratio: its training steps)"),
     Column("replicates", "int", "R, independent replicate batches (log_px: independent estimates)"),
     # reference and headline metrics
     Column("reference", "float", "the exact reference value"),
     Column("reference_se", "float", "its standard error (0 where exact)"),
     Column("reference_method", "text", "how the reference was computed: closed, quadrature or mc"),
+    Column("reference_lower", "float", "certified lower bound on the quantity (pairwise-distance, moment-matched or "
+                                       "trivial bounds; see docs/maths.md, \"Certified brackets\"); blank for log_px"),
+    Column("reference_upper", "float", "certified upper bound on the quantity; the reference lies in "
+                                       "[reference_lower, reference_upper] within 4 reference_se (else the reference "
+                                       "is an error); blank for log_px"),
     Column("mean", "float", "mean of the R estimates"),
     Column("bias", "float", "mean - reference"),
     Column("bias_se", "float", "Monte Carlo se of the bias: sd / sqrt(R) (the reference's se apart)"),
@@ -77,12 +83,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("mws_offset", "float", "the exact per-sample constant mws - naive for this quantity "
                                   "(see docs/maths.md, \"Published variants\")"),
     Column("bias_sign_theory", "text", "+ / -: the sign the bias must have (Jensen, unbiased inner sum; IWAE-k "
-                                       "is a lower bound); 0: exact; blank: no prediction"),
+                                       "is a lower bound; mi of naive and calc_mi is InfoNCE, a lower bound, of loo "
+                                       "the L1Out upper bound); 0: exact; blank: no prediction"),
     Column("bias_sign_ok", "bool", "the observed bias agrees with bias_sign_theory within 4 "
                                    "hypot(bias_se, reference_se); blank: no prediction"),
     Column("predicted_bias", "float", "log_px: leading-order bias predicted from the Renyi divergence D_2"),
     # the estimator and the run
-    Column("family", "text", "estimator family: minibatch, importance, exact, or iwae for log_px"),
+    Column("family", "text", "estimator family: minibatch, importance, exact; moment or density_ratio for the "
+                             "direct estimators (`estimators.direct.DIRECT_ESTIMATORS`); iwae for log_px"),
     Column("published_variant", "bool", "a replica of a formula as shipped in public code, bug included"),
     Column("separation", "float", "the scenario knob in [0, 1] (blank for files and log_px)"),
     Column("scenario_seed", "int", "seed of the field itself"),

@@ -1,4 +1,4 @@
-r"""The two kinds of benchmark unit, behind one small interface (:class:`Unit`).
+r"""The three kinds of benchmark unit, behind one small interface (:class:`Unit`).
 
 A unit is one estimator configuration on one scenario; it yields one CSV row per quantity.
 
@@ -6,6 +6,12 @@ A unit is one estimator configuration on one scenario; it yields one CSV row per
   -- B distinct indices uniformly without replacement, one z_i ~ q(z|n_i) each -- and makes one
   ``decompose`` call per replicate, which yields all four quantities (mi, kl_agg, tc, dimwise_kl)
   and their per-sample terms; its reference is the field's ``exact_references``.
+* :class:`DirectUnit` (scenario field, direct estimator, batch size, steps): an estimator of
+  ``estimators.direct.DIRECT_ESTIMATORS`` (moment-based, density ratio), which does not go through
+  log q(z); it yields rows only for the quantities it estimates, against the same references. A moment
+  estimator sees the R replicate batches the aggregate units see (common random numbers); the density
+  ratio samples the whole field, trains on ``batch_size`` samples per class and step for ``steps``
+  steps (the ``k`` column) and is seeded per replicate by the unit.
 * :class:`LogPxUnit` (log p(x) task, estimator, k): draws its R replicate estimates in a few
   vectorised calls of ``estimators.log_px.sample_log_px_estimates``; every estimator of a task
   sees the same draws (common random numbers); its reference is closed form.
@@ -27,6 +33,7 @@ import torch
 
 from .. import log_px
 from ..decompose import decompose
+from ..direct import DIRECT_ESTIMATORS
 from ..log_qz import ESTIMATORS
 from ..posteriors import Posteriors
 from .grid import LOG_PX, derive_seed, unit_key
@@ -34,7 +41,7 @@ from .metrics import theory_columns
 from .reference_cache import compute_reference
 from .schema import COLUMN_NAMES
 
-__all__ = ["Unit", "AggregateUnit", "LogPxUnit", "Measurement", "Z95", "TIMED_CHUNKS"]
+__all__ = ["Unit", "AggregateUnit", "DirectUnit", "LogPxUnit", "Measurement", "Z95", "TIMED_CHUNKS"]
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 TIMED_CHUNKS = 8  # a log p(x) unit's replicates are drawn in this many timed calls
@@ -184,7 +191,7 @@ class AggregateUnit(Unit):
         info = self.info
         out = {"family": info.family, "published_variant": bool(info.published_variant)}
         out.update(theory_columns(quantity, self.N, self.D, self.batch_size, unbiased_inside=bool(info.unbiased_inside),
-                                  estimator=self.estimator))
+                                  estimator=self.estimator, mi_bound=info.mi_bound))
         return out
 
     def reference(self, plan, cache, progress=None) -> dict:
@@ -223,6 +230,89 @@ class AggregateUnit(Unit):
                         half = Z95 * float(t.std()) / math.sqrt(t.numel())
                         m = float(t.mean())
                         lo[q][r], hi[q][r] = m - half, m + half
+        return Measurement(est, statistics.median(times), lo, hi)
+
+
+@dataclass(frozen=True)
+class DirectUnit(Unit):
+    r"""A direct estimator (``estimators.direct.DIRECT_ESTIMATORS``) on one field.
+
+    ``batch_size`` is the batch the estimate uses: the replicate batch a moment estimator is computed on,
+    or the density ratio's training batch (per class and step); ``k`` holds the density ratio's training
+    steps (None for the others). ``quantities`` are the estimator's own.
+    """
+
+    scenario: str
+    N: int
+    D: int
+    separation: float | None
+    scenario_seed: int
+    estimator: str
+    batch_size: int
+    k: int | None
+    quantities: tuple[str, ...]
+    replicates: int
+    dtype: str
+    seed: int
+
+    @property
+    def field_id(self) -> tuple:
+        return (self.scenario, self.separation)
+
+    @property
+    def info(self):
+        return DIRECT_ESTIMATORS[self.estimator]
+
+    def cell_columns(self) -> dict:
+        return {"scenario": self.scenario, "N": int(self.N), "D": int(self.D), "separation": self.separation,
+                "scenario_seed": int(self.scenario_seed), "estimator": self.estimator,
+                "batch_size": int(self.batch_size), "k": int(self.k or 0), "dtype": self.dtype}
+
+    def info_columns(self, quantity: str) -> dict:
+        out = {"family": self.info.family, "published_variant": False}
+        out.update(theory_columns(quantity, self.N, self.D, self.batch_size, unbiased_inside=False,
+                                  estimator=self.estimator))
+        out["mws_offset"] = math.nan  # a constant of the minibatch estimators, not of these
+        return out
+
+    def reference(self, plan, cache, progress=None) -> dict:
+        fid = self.field_id
+        return compute_reference(plan.fields[fid], plan.reference_settings[fid], cache, progress=progress)
+
+    def measure(self, plan) -> Measurement:
+        r"""R replicate estimates and call times; the density ratio's interval is its logit mean +- 1.96 se
+        over its evaluation samples (the training's noise is not in it, so its coverage shows that)."""
+        dtype = getattr(torch, self.dtype)
+        fld = plan.fields[self.field_id].to(dtype)
+        info, R = self.info, self.replicates
+
+        def replicate(r: int):
+            if info.reads_field:
+                mu, logvar = fld.mu, fld.logvar
+            else:
+                g = _generator(self.batch_seed(r))  # the aggregate units' batches
+                index = torch.randperm(fld.N, generator=g)[:self.batch_size]
+                mu, logvar = fld.mu[index], fld.logvar[index]
+            t0 = time.perf_counter()
+            out = info.implementation(mu, logvar, seed=self.estimator_seed(r) % 2**62, batch_size=self.batch_size,
+                                      steps=self.k)
+            return out, time.perf_counter() - t0
+
+        est = {q: np.empty(R) for q in self.quantities}
+        lo = {q: np.full(R, np.nan) for q in self.quantities}
+        hi = {q: np.full(R, np.nan) for q in self.quantities}
+        times = []
+        with torch.no_grad():
+            if not info.reads_field:
+                replicate(0)  # warm-up (the density ratio's calls take seconds: none needed)
+            for r in range(R):
+                out, dt = replicate(r)
+                times.append(dt)
+                for q in self.quantities:
+                    est[q][r] = float(out[q])
+                    if f"{q}_se" in out:
+                        half = Z95 * float(out[f"{q}_se"])
+                        lo[q][r], hi[q][r] = est[q][r] - half, est[q][r] + half
         return Measurement(est, statistics.median(times), lo, hi)
 
 

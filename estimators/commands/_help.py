@@ -50,6 +50,8 @@ def bench_names() -> str:
     lines = scenario_lines()
     lines += _wrapped("log p(x) tasks (--scenarios; the quantity log_px):", known["tasks"])
     lines += estimator_lines()
+    lines += _wrapped("direct estimators (--estimators; not through log q(z): moment bounds, density ratio):",
+                      known["direct_estimators"])
     lines += _wrapped("log p(x) estimators (--estimators; k from --k):", known["log_px_estimators"])
     lines += _wrapped("quantities (--quantities):", known["quantities"])
     return "\n".join(lines)

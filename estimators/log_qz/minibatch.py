@@ -8,12 +8,16 @@ that distinguishes it:
 ==============  =================================================  =========================
 name            log W_ij                                           citation
 ==============  =================================================  =========================
-``naive``       -log B (the batch taken as the data set)           baseline
+``naive``       -log B (the batch taken as the data set)           InfoNCE (mi: lower bound)
 ``mws``         -log(N B)                                          Chen et al. 2018, Sec. 4.1
 ``mss``         W_ii = 1/N, W_{i,i+1} = (N-M)/(N M), else 1/M      Chen et al. 2018, App. C.2
 ``stratified``  W_ii = 1/N, else (N-1)/(N M)                       stratified sampling
-``loo``         W_ii = 0, else 1/M                                 leave own out
+``loo``         W_ii = 0, else 1/M                                 L1Out (mi: upper bound)
 ==============  =================================================  =========================
+
+With the encoder as critic, ``naive``'s mi is the InfoNCE lower bound on I(n; z) (van den Oord
+et al. 2018; Poole et al. 2019), at most log B, and ``loo``'s mi is the leave-one-out upper bound
+(Poole et al. 2019, "L1Out"): in expectation they bracket the mutual information.
 
 The joint never needs a B x B x D tensor: both reductions are the streamed kernels of
 :mod:`estimators.kernels` with the (B, B) log-weight matrix (fused C forward where available).
@@ -30,8 +34,9 @@ from .batch import Batch
 from .registry import LogWeights, register_minibatch
 from .weights import cached_log_weights
 
-__all__ = ["weighted_logsumexp", "CHEN_2018"]
+__all__ = ["weighted_logsumexp", "CHEN_2018", "POOLE_2019"]
 
+POOLE_2019 = "Poole, Ozair, van den Oord, Alemi & Tucker (2019), On Variational Bounds of Mutual Information, ICML"
 CHEN_2018 = ("Chen, Li, Grosse & Duvenaud (2018), Isolating Sources of Disentanglement in Variational "
              "Autoencoders, NeurIPS")
 BLOCK_BYTES = 2**22  # one block of the backward pass: batch-sized matrices stay in cache
@@ -60,8 +65,9 @@ def matrix(kind: str):
     return weights
 
 
-@register_minibatch("naive", implementation=weighted_logsumexp, unbiased_inside=False,
-                    citation="baseline: the minibatch taken as the whole dataset (no importance correction)")
+@register_minibatch("naive", implementation=weighted_logsumexp, unbiased_inside=False, mi_bound="lower",
+                    citation="the minibatch taken as the whole dataset (no importance correction); its mi is the "
+                             "InfoNCE lower bound with the encoder as critic, " + POOLE_2019)
 def _naive(B, N, D, dtype, device):
     r"""The batch as the dataset: LSE_j L_ij - log B (dataset_size is not used)."""
     return LogWeights(-math.log(B), -math.log(B))
@@ -82,6 +88,7 @@ register_minibatch("stratified", implementation=weighted_logsumexp, unbiased_ins
                    min_batch=2,
                    citation="stratified importance sampling: own stratum weight 1/N, batch mean for the rest",
                    description="Stratified: W_ii = 1/N, W_ij = (N-1)/(N M) for j != i (exact when B = N).")(matrix("stratified"))
-register_minibatch("loo", implementation=weighted_logsumexp, unbiased_inside=False, min_batch=2,
-                   citation="leave-own-out batch mean: LSE_{j != i} L_ij - log M (dataset_size is not used)",
+register_minibatch("loo", implementation=weighted_logsumexp, unbiased_inside=False, min_batch=2, mi_bound="upper",
+                   citation="leave-own-out batch mean: LSE_{j != i} L_ij - log M (dataset_size is not used); its mi "
+                            "is the leave-one-out upper bound (L1Out), " + POOLE_2019,
                    description="Leave own out: LSE_{j != i} L_ij - log M.")(matrix("loo"))

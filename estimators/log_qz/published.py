@@ -9,8 +9,17 @@ Kept so that a user can see how wrong a reported number is; never a default.
   D log W_ij (YannDubs/disentangling-vae ``_get_log_pz_qz_prodzi_qzCx`` with ``is_mss=True``).
 * ``tc_no_constant`` -- no normalising constant at all (the same function with ``is_mss=False``):
   TC = mws TC - (D-1) log(N B).
+* ``hfvae`` -- the batch marginal of the HFVAE code (probtorch, Esmaeili et al. 2019): the own term
+  divided by bias = (N - 1)/(B - 1), then the mean over B; it is ``stratified`` plus
+  c = log(N (B - 1) / (B (N - 1))) <= 0 in log q(z) and in every log q(z_d), so mi is raised by
+  |c|, tc raised by (D - 1)|c|, kl_agg lowered by |c| and dimwise_kl lowered by D|c| (0 when B = N).
+* ``calc_mi`` -- the mutual information of He et al. 2019 (``calc_mi`` of the lagging-encoder code):
+  the closed-form negative entropy of q(z|x) minus the naive log-mean-exp over the batch. No bug: in
+  expectation it equals ``naive``'s mi (the InfoNCE bound), with a different variance; it defines mi only.
 """
 from __future__ import annotations
+
+import math
 
 from .minibatch import weighted_logsumexp
 from .registry import LogWeights, register_minibatch
@@ -18,6 +27,11 @@ from .weights import cached_log_weights
 
 SHIPPED_MATRIX = ("rtqichen/beta-tcvae vae_quant.py VAE._log_importance_weight_matrix (copied into "
                   "YannDubs/disentangling-vae disvae/utils/math.py log_importance_weight_matrix)")
+HFVAE = ("Esmaeili, Wu, Jain, Bozkurt, Siddharth, Paige, Brooks, Dy & van de Meent (2019), Structured Disentangled "
+         "Representations, AISTATS; probtorch objectives/marginal.py elbo(bias=(N - 1)/(B - 1)) and "
+         "Trace.log_batch_marginal")
+HE_2019 = ("He, Spokoyny, Neubig & Berg-Kirkpatrick (2019), Lagging Inference Networks and Posterior Collapse in "
+           "Variational Autoencoders, ICLR; jxhe/vae-lagging-encoder modules/encoders/encoder.py calc_mi")
 SHIPPED_PER_DIM = ("YannDubs/disentangling-vae disvae/models/losses.py _get_log_pz_qz_prodzi_qzCx "
                    "(and its many copies)")
 
@@ -46,3 +60,20 @@ def _mss_per_dim(B, N, D, dtype, device):
 def _tc_no_constant(B, N, D, dtype, device):
     r"""Replica: LSE_j L_ij and LSE_j L_ijd with no constant; TC = mws TC - (D-1) log(N B)."""
     return LogWeights(0.0, 0.0)
+
+
+@register_minibatch("hfvae", implementation=weighted_logsumexp, unbiased_inside=False, published_variant=True,
+                    needs_dataset_size=True, min_batch=2,
+                    citation=HFVAE + "; the own term divided by bias, then the mean over B, in the joint and "
+                             "in every marginal")
+def _hfvae(B, N, D, dtype, device):
+    r"""Replica of HFVAE's batch marginal: W_ii = M/(B (N-1)), else 1/B (stratified + log(N M / (B (N-1))))."""
+    W = cached_log_weights("hfvae", B, N, dtype, device)
+    return LogWeights(W, W)
+
+
+@register_minibatch("calc_mi", implementation=weighted_logsumexp, unbiased_inside=False, published_variant=True,
+                    quantities=("mi",), analytic_entropy=True, mi_bound="lower", citation=HE_2019)
+def _calc_mi(B, N, D, dtype, device):
+    r"""He et al.'s calc_mi: mean_i -H(q(z|n_i)) - mean_i [LSE_j L_ij - log B] (mi only; naive's mi in expectation)."""
+    return LogWeights(-math.log(B), -math.log(B))

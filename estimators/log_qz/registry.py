@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["EstimatorInfo", "LogWeights", "ESTIMATORS", "FAMILIES", "register_estimator", "register_minibatch",
-           "get_estimator"]
+__all__ = ["EstimatorInfo", "LogWeights", "ESTIMATORS", "FAMILIES", "QUANTITIES", "register_estimator",
+           "register_minibatch", "get_estimator"]
 
 FAMILIES = ("minibatch", "importance", "exact")
+QUANTITIES = ("mi", "kl_agg", "tc", "dimwise_kl")  # what an estimate of log q(z) and its marginals yields
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class EstimatorInfo:
         min_batch: the smallest batch size B for which the formula is defined.
         description: one line for reports.
         weights: minibatch family only: ``weights(B, N, D, dtype, device) -> LogWeights``.
+        quantities: the quantities the estimator defines (``calc_mi`` is an estimator of mi only).
+        analytic_entropy: mi uses the closed-form E[log q(z|n_i)] = -H(q(z|n_i)) in place of the
+            sampled log q(z_i|n_i) (He et al. 2019's ``calc_mi``).
+        mi_bound: ``"lower"`` or ``"upper"`` where the estimator's mi is a known bound on I(n; z)
+            in expectation (``naive``: InfoNCE with the encoder as critic; ``loo``: the
+            leave-one-out upper bound, Poole et al. 2019), else ``""``.
     """
 
     name: str
@@ -70,6 +77,9 @@ class EstimatorInfo:
     min_batch: int = 1
     description: str = ""
     weights: Callable | None = None
+    quantities: tuple[str, ...] = QUANTITIES
+    analytic_entropy: bool = False
+    mi_bound: str = ""
 
     @property
     def needs_field(self) -> bool:
@@ -83,10 +93,15 @@ ESTIMATORS: dict[str, EstimatorInfo] = {}
 def register_estimator(name: str, *, family: str, citation: str, unbiased_inside: bool,
                        published_variant: bool = False, needs_k: bool = False,
                        needs_dataset_size: bool = False, min_batch: int = 1, description: str = "",
-                       weights: Callable | None = None) -> Callable[[Callable], Callable]:
+                       weights: Callable | None = None, quantities: tuple[str, ...] = QUANTITIES,
+                       analytic_entropy: bool = False, mi_bound: str = "") -> Callable[[Callable], Callable]:
     r"""Decorator registering ``implementation`` under ``name`` in :data:`ESTIMATORS` (see :class:`EstimatorInfo`)."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if not quantities or any(q not in QUANTITIES for q in quantities):
+        raise ValueError(f"quantities must be a non-empty subset of {QUANTITIES}, got {quantities!r}")
+    if mi_bound not in ("", "lower", "upper"):
+        raise ValueError(f"mi_bound must be '', 'lower' or 'upper', got {mi_bound!r}")
 
     def decorator(implementation: Callable) -> Callable:
         if name in ESTIMATORS:
@@ -96,6 +111,7 @@ def register_estimator(name: str, *, family: str, citation: str, unbiased_inside
             unbiased_inside=unbiased_inside, published_variant=published_variant, needs_k=needs_k,
             needs_dataset_size=needs_dataset_size, min_batch=min_batch,
             description=description or (implementation.__doc__ or "").strip().split("\n")[0], weights=weights,
+            quantities=tuple(quantities), analytic_entropy=analytic_entropy, mi_bound=mi_bound,
         )
         return implementation
 

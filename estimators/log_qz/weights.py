@@ -9,6 +9,9 @@ weights used for sample z_i, whose own component is n_i (so the own weight is W_
 * :func:`stratified_log_weights` -- W_ii = 1/N, every other W_ij = (N - 1)/(N M).
 * :func:`loo_log_weights` -- leave own out: W_ii = 0, every other W_ij = 1/M.
 * :func:`mss_shipped_log_weights` -- the matrix of the widely copied beta-TCVAE code, bug included.
+* ``"hfvae"`` -- the HFVAE code's batch marginal (Esmaeili et al. 2019): W_ii = M/(B (N-1)),
+  every other W_ij = 1/B; it is the stratified matrix times N M / (B (N - 1)), rows summing to
+  N/(N-1) * (1 - 1/B) + M/(B(N-1)) != 1 unless B = N.
 
 For the first two, each row sums to 1 and the own weight is 1/N; since each other batch member is
 marginally uniform on the N - 1 other indices, E[q^(z_i)] = q(z_i|n_i)/N + (N-1)/N * E[q(z_i|n)]
@@ -103,6 +106,16 @@ def _mss_shipped(B: int, N: int, dtype, device) -> Tensor:
     W[:, 0] = -math.log(N)
     W[:, 1] = _log_strat(B, N)
     W[M - 1, 0] = _log_strat(B, N)
+    return W
+
+
+@register_weight_kind("hfvae")
+def _hfvae(B: int, N: int, dtype, device) -> Tensor:
+    # probtorch's log_batch_marginal: the diagonal of the (B, B) pairwise densities divided by
+    # bias = (N - 1)/(B - 1), then the mean over the B columns.
+    rows = torch.arange(B, device=device)
+    W = _full(B, -math.log(B), dtype, device)
+    W[rows, rows] = math.log(B - 1) - math.log(N - 1) - math.log(B)
     return W
 
 

@@ -35,6 +35,7 @@ from torch import Tensor
 from ..numerics import LOG_2PI, kl_to_prior
 from ..posteriors import Posteriors
 from ..validation import as_int
+from .brackets import certified_brackets, check_brackets
 from .monte_carlo import neg_entropy_mc
 from .quadrature import cross_entropy_to_prior, neg_entropy
 from .structure import dedupe, is_product_grid
@@ -52,6 +53,11 @@ MAX_SPREAD_OVER_SD = 1e12  # per dimension: (max |mu - mean| ) / min sd; z - mu 
 
 def _entry(value: float, se: float, method: str) -> dict:
     return {"value": float(value), "se": float(se), "method": method}
+
+
+def _with_bracket(entry: dict, bracket: dict) -> dict:
+    return dict(entry, lower=float(bracket["lower"]), upper=float(bracket["upper"]), lower_by=bracket["lower_by"],
+                upper_by=bracket["upper_by"])
 
 
 def _least_exact(*methods: str) -> str:
@@ -103,7 +109,8 @@ def _progress(progress, total: int, desc: str):
 
 
 def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32, seed: int = 0,
-                     dtype=torch.float64, max_quadrature_components: int | None = None, progress: bool = False) -> dict:
+                     dtype=torch.float64, max_quadrature_components: int | None = None, progress: bool = False,
+                     brackets: bool = True) -> dict:
     r"""Exact references of a field of diagonal-Gaussian posteriors: each quantity's value, se and method.
 
     See the module docstring for the methods. The field is cast to ``dtype`` (its values are rounded to that
@@ -123,16 +130,22 @@ def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32
             Monte Carlo). None: whatever keeps its first round within ``QUADRATURE_BUDGET`` kernel terms.
         progress: show progress bars (with an ETA) on stderr for the quadratures and the Monte Carlo, once
             a step has run for more than ``PROGRESS_DELAY`` seconds.
+        brackets: compute each quantity's certified bracket (:mod:`.brackets`, docs/maths.md, "Certified
+            brackets") and check the reference against it; False skips both (the pairwise bounds cost N^2).
     Returns:
         A JSON-serialisable dict: ``N``, ``D``, ``samples``, ``quadrature_nodes``, ``seed``, ``dtype``,
         ``structure`` ("identical", "product_grid", "one_dimensional" or "general"),
         ``quadrature_error`` (sum of the adaptive quadratures' error estimates), ``seconds``, and for each
-        of ``avg_kl``, ``kl_agg``, ``mi``, ``tc``, ``dimwise_kl`` a dict ``{"value", "se", "method"}``.
+        of ``avg_kl``, ``kl_agg``, ``mi``, ``tc``, ``dimwise_kl`` a dict ``{"value", "se", "method"}``,
+        with ``brackets`` also ``"lower"``, ``"upper"`` (deterministic bounds) and ``"lower_by"``,
+        ``"upper_by"`` (which bound is tightest), and ``bracket_seconds``.
         The identities avg_kl = mi + kl_agg and kl_agg = tc + dimwise_kl hold to relative precision.
 
     Raises:
         ValueError: a setting out of range, a non-finite field, or a field outside the accepted ranges
             (the message says which bound and where).
+        estimators.references.brackets.BracketError: a reference outside its certified bracket by more than
+            ``Z_BRACKET`` standard errors (a bug: the message names the quantity, value, se and bracket).
 
     Example::
 
@@ -183,11 +196,21 @@ def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32
     h, h_se, h_method = joint  # E[log q(z)]
     hd, _, hd_method = marginals  # sum_d E[log q(z_d)]
     tc_method = "closed" if structure != "general" else _least_exact(h_method, hd_method)
-    return {"N": N, "D": D, "samples": samples, "quadrature_nodes": nodes, "seed": seed,
-            "dtype": str(dtype).replace("torch.", ""), "structure": structure,
-            "quadrature_error": quadrature_error, "seconds": time.perf_counter() - start,
-            "avg_kl": _entry(avg_kl, 0.0, "closed"),
-            "kl_agg": _entry(h - cross, h_se, h_method),
-            "mi": _entry(own - h, h_se, h_method),
-            "tc": _entry(0.0 if structure != "general" else h - hd, h_se, tc_method),
-            "dimwise_kl": _entry(hd - cross, 0.0, hd_method)}
+    result = {"N": N, "D": D, "samples": samples, "quadrature_nodes": nodes, "seed": seed,
+              "dtype": str(dtype).replace("torch.", ""), "structure": structure,
+              "quadrature_error": quadrature_error, "seconds": 0.0,
+              "avg_kl": _entry(avg_kl, 0.0, "closed"),
+              "kl_agg": _entry(h - cross, h_se, h_method),
+              "mi": _entry(own - h, h_se, h_method),
+              "tc": _entry(0.0 if structure != "general" else h - hd, h_se, tc_method),
+              "dimwise_kl": _entry(hd - cross, 0.0, hd_method)}
+    if brackets:
+        t0 = time.perf_counter()
+        bounds = certified_brackets(mu, logvar, marginal_gap=own - hd, avg_kl=avg_kl,
+                                    quadrature_error=quadrature_error)
+        for q in QUANTITIES:
+            result[q] = _with_bracket(result[q], bounds[q])
+        result["bracket_seconds"] = time.perf_counter() - t0
+        check_brackets(result)  # loud: a reference outside its bracket is a bug
+    result["seconds"] = time.perf_counter() - start
+    return result

@@ -28,6 +28,7 @@ CSV = Path(__file__).resolve().parents[2] / "results" / "standard.csv"
 ALPHA = 1e-4  # family-wise false-alarm rate of the whole file
 SEPARATED = 0.9  # the well-separated field of the standard preset
 CELL = ["scenario", "separation", "batch_size"]
+DIRECT_FAMILIES = ["moment", "density_ratio"]  # estimators.direct: not estimators of log q(z)
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +129,19 @@ def test_the_family_is_what_this_file_checks(claims):
 
 def test_every_cell_finished_with_a_precise_enough_reference(df):
     assert (df.status == "ok").all()
-    assert df.reference_se_ok.astype(str).eq("True").all()
+    direct = df.family.isin(DIRECT_FAMILIES)
+    assert df[~direct].reference_se_ok.astype(str).eq("True").all()
+    # the direct estimators vary less than the reference samples are planned for (plan.reference_samples);
+    # where the 10x rule fails there, the bias is over 100 reference se from 0: its verdict stands
+    d = df[direct]
+    ok = d.reference_se_ok.astype(str).eq("True") | (d.bias.abs() >= 100 * d.reference_se)
+    assert ok.all(), d[~ok]
 
 
 def test_mws_minus_naive_is_the_published_constant(df):
     for quantity, offset in (("mi", lambda N, D: math.log(N)), ("tc", lambda N, D: (D - 1) * math.log(N)),
                              ("kl_agg", lambda N, D: -math.log(N)), ("dimwise_kl", lambda N, D: -D * math.log(N))):
-        d = df[df.quantity == quantity]
+        d = df[(df.quantity == quantity) & ~df.family.isin(DIRECT_FAMILIES)]  # the direct ones have their own B
         mean = d.pivot_table(index=CELL, columns="estimator", values="mean")
         size = d.groupby(CELL)[["N", "D"]].first()
         want = np.array([offset(N, D) for N, D in zip(size.N, size.D)])
@@ -142,7 +149,7 @@ def test_mws_minus_naive_is_the_published_constant(df):
 
 
 def test_tc_no_constant_is_mws_tc_minus_its_dropped_constant(df):
-    d = df[df.quantity == "tc"]
+    d = df[(df.quantity == "tc") & ~df.family.isin(DIRECT_FAMILIES)]
     mean = d.pivot_table(index=CELL, columns="estimator", values="mean")
     size = d.groupby(CELL)[["N", "D"]].first()
     B = mean.index.get_level_values("batch_size").to_numpy()
@@ -182,3 +189,27 @@ def test_log_px_with_the_exact_posterior_is_exact_and_iwae_bias_falls_with_k(df,
     _check(claims, "the ELBO is not biased high")  # L_1 is the ELBO: never biased high
     _check(claims, "a mismatched ELBO is biased low")  # a large KL gap: clearly low at k = 1
     _check(claims, "the iwae bias shrinks with k")  # ... and much less at k = 1024
+
+
+def test_every_committed_reference_lies_inside_its_certified_bracket(df):
+    """Every aggregate row carries its reference's bracket; the reference lies inside it within 4 se (plus float
+    rounding), and the bracket is the same on every row of a field and quantity."""
+    d = df[df.quantity != "log_px"]
+    assert d.reference_lower.notna().all() and d.reference_upper.notna().all()
+    slack = 4 * d.reference_se + 1e-8 * (1 + d.reference.abs())
+    inside = (d.reference_lower - slack <= d.reference) & (d.reference <= d.reference_upper + slack)
+    assert inside.all(), d[~inside][["scenario", "quantity", "reference", "reference_se", "reference_lower",
+                                     "reference_upper"]].drop_duplicates()
+    assert (d.reference_lower <= d.reference_upper).all()
+    per_cell = d.groupby(["scenario", "separation", "quantity"])[["reference_lower", "reference_upper"]].nunique()
+    assert (per_cell == 1).all().all()
+    assert (d[d.quantity == "mi"].reference_lower >= 0).all() and (d[d.quantity == "tc"].reference_lower >= 0).all()
+    assert (d[d.quantity == "mi"].reference_upper <= np.log(d[d.quantity == "mi"].N) + 1e-12).all()
+
+
+def test_the_direct_estimators_are_in_the_committed_report(df):
+    direct = df[df.family.isin(DIRECT_FAMILIES)]
+    assert set(direct.estimator) == {"density_ratio", "gaussian_tc_means", "moment_kl", "moment_dimwise_kl",
+                                     "moment_tc"}
+    assert set(direct[direct.estimator == "moment_kl"].quantity) == {"kl_agg"}
+    assert set(direct[direct.estimator == "density_ratio"].quantity) == {"tc"}

@@ -7,6 +7,7 @@ import pytest
 from estimators.bench.compare import compare_results
 from estimators.bench.csvcheck import check_csv
 from estimators.bench.report import load_results, write_report
+from estimators.bench.schema import COLUMN_NAMES
 from estimators.bench.store import ResultStore, read_results
 from estimators.cli import main
 
@@ -57,8 +58,8 @@ def test_a_truncated_last_line(good):
     good.write_text(text[: len(text) - len(text.splitlines()[-1]) // 2 - 1])  # half of the last line, no newline
     n = len(text.splitlines())
     for who, read in _readers(good).items():
-        with pytest.raises(ValueError, match=rf"line {n}: \d+ fields, fewer than the 42 columns of the header "
-                                             r"\(a truncated line\?\)") as exc:
+        with pytest.raises(ValueError, match=rf"line {n}: \d+ fields, fewer than the {len(COLUMN_NAMES)} columns of "
+                                             r"the header \(a truncated line\?\)") as exc:
             read()
         assert str(good) in str(exc.value), who
 
@@ -107,7 +108,7 @@ def test_the_committed_report_passes():
     if not committed.exists():
         pytest.skip("results/standard.csv not generated")
     header, rows = check_csv(committed)
-    assert len(header) == 42 and len(rows) > 1000
+    assert len(header) == len(COLUMN_NAMES) and len(rows) > 1000
 
 
 def test_commands_say_it_in_one_error_line(good, capsys):

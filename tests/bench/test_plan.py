@@ -62,8 +62,11 @@ def test_default_estimator_order_is_by_family_then_registry():
             n for n in ESTIMATORS if ESTIMATORS[n].family == family]
     # the committed report's order
     assert names[:5] == ("naive", "mws", "mss", "stratified", "loo") and names[-2:] == ("iwae", "exact")
+    from estimators.direct import DIRECT_ESTIMATORS
+
+    # then the direct estimators (estimators.direct), in registry order
     assert [u.estimator for u in plan(TINY.with_(batch_sizes=(4,), scenarios=TINY.scenarios[:1]),
-                                      estimators=None).units] == list(names)
+                                      estimators=None).units] == list(names) + list(DIRECT_ESTIMATORS)
 
 
 def test_log_px_k_comes_from_the_registry():

@@ -15,7 +15,7 @@ from tests.bench.helpers import ESTIMATORS, TIMING, TINY, assert_same_cells, cel
 def test_csv_has_the_schema_columns_and_one_row_per_cell(full):
     df = full
     headline = ("scenario, quantity, estimator, N, D, batch_size, k, replicates, reference, reference_se, "
-                "reference_method, mean, bias, bias_se, sd, rmse, time_per_call_s").split(", ")
+                "reference_method, reference_lower, reference_upper, mean, bias, bias_se, sd, rmse, time_per_call_s").split(", ")
     assert list(df.columns) == COLUMN_NAMES and COLUMN_NAMES[:len(headline)] == headline
     n_units = 2 * 2 * len(ESTIMATORS)  # scenarios x batch sizes x estimators (iwae has one k)
     assert len(df) == 4 * n_units and (df["status"] == "ok").all()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from estimators.bench.schema import COLUMN_NAMES
+
 COMMITTED = Path(__file__).resolve().parents[2] / "results" / "standard.csv"
 
 
@@ -23,7 +25,8 @@ def test_identical_files_agree(cli, pair):
     code, out, err = cli("compare", *pair, "--ignore", "time_per_call_s")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0].startswith(f"{30 * 41} of {30 * 41} cells agree (30 rows x 41 columns")
+    n = len(COLUMN_NAMES) - 1  # time_per_call_s ignored
+    assert lines[0].startswith(f"{30 * n} of {30 * n} cells agree (30 rows x {n} columns")
     assert "ignored: time_per_call_s" in lines[0] and "<= 1e-09 + 1e-09 |committed|" in lines[0]
     assert lines[-1] == "agree"
 
@@ -32,12 +35,14 @@ def test_a_perturbed_cell_is_listed_and_exits_1(cli, pair):
     new, committed = pair
     lines = new.read_text().splitlines(keepends=True)
     cells = lines[4].split(",")
-    cells[15] = repr(float(cells[15]) * (1 + 1e-6))  # rmse of row 4, far beyond the noise
+    rmse = COLUMN_NAMES.index("rmse")
+    cells[rmse] = repr(float(cells[rmse]) * (1 + 1e-6))  # rmse of row 4, far beyond the noise
     lines[4] = ",".join(cells)
     new.write_text("".join(lines))
     code, out, err = cli("compare", new, committed)
     assert code == 1 and err == ""
-    assert out.splitlines()[0].startswith(f"{30 * 42 - 1} of {30 * 42} cells agree")
+    n = len(COLUMN_NAMES)
+    assert out.splitlines()[0].startswith(f"{30 * n - 1} of {30 * n} cells agree")
     listed = [line for line in out.splitlines() if line.startswith("  row 4 (")]
     assert len(listed) == 1 and ": rmse: new " in listed[0] and "!= committed" in listed[0]
     assert cli("compare", new, committed, "--rtol", "1e-5")[0] == 0  # within a looser tolerance

@@ -46,7 +46,8 @@ def test_json_output_parses_with_the_required_keys(capsys, field_file):
     data = np.load(field_file)
     direct = exact_references(torch.from_numpy(data["mu"]), torch.from_numpy(data["logvar"]), samples=4, seed=3)
     for q in QUANTITIES:
-        assert set(result[q]) == {"value", "se", "method"}
+        assert set(result[q]) == {"value", "se", "method", "lower", "upper", "lower_by", "upper_by"}
+        assert result[q]["lower"] <= result[q]["upper"]
         assert result[q] == direct[q]
 
 
@@ -57,11 +58,14 @@ def test_table_output(capsys, tmp_path):
     assert code == 0 and err == ""
     lines = out.splitlines()
     for q in QUANTITIES:
-        row = next(line for line in lines if line.startswith(q + " "))
-        assert row.split()[-1] in ("closed", "quadrature", "mc")
-        float(row.split()[1])
+        row = next(line for line in lines if line.startswith(q + " ")).split()
+        assert row[3] in ("closed", "quadrature", "mc")
+        value, lower, upper, width = float(row[1]), float(row[4]), float(row[5]), float(row[6])
+        assert lower - 1e-6 <= value <= upper + 1e-6 and width == pytest.approx(upper - lower, rel=5e-3, abs=2e-6)
+        assert row[-2] == "/"  # which bounds are tightest: "lower_by / upper_by"
     assert any(line.startswith("N = 10, D = 2") and "seconds" in line for line in lines)
     assert any(line.startswith("identities:") and "both hold" in line for line in lines)
+    assert any(line.startswith("every reference lies inside its certified bracket") for line in lines)
 
 
 def test_scenario_name_and_options(capsys):
@@ -110,3 +114,29 @@ def test_module_entry_point(field_file):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["N"] == 20
+
+
+def test_json_carries_every_bracket_and_the_reference_lies_inside(capsys):
+    code, out, _ = _run(capsys, "exact", "gaussian", "--N", "60", "--D", "3", "--json", "--no-progress")
+    result = json.loads(out)
+    assert code == 0
+    for q in QUANTITIES:
+        e = result[q]
+        assert e["lower"] - 4 * e["se"] - 1e-9 <= e["value"] <= e["upper"] + 4 * e["se"] + 1e-9, q
+        assert e["lower_by"] and e["upper_by"]
+
+
+def test_a_reference_outside_its_bracket_exits_3_loudly(capsys, monkeypatch):
+    import estimators.references.api as api
+
+    real = api.certified_brackets
+
+    def wrong(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out["kl_agg"] = dict(out["kl_agg"], upper=out["kl_agg"]["lower"] - 1.0)
+        return out
+
+    monkeypatch.setattr(api, "certified_brackets", wrong)
+    code, out, err = _run(capsys, "exact", "gaussian", "--N", "40", "--D", "3", "--no-progress")
+    assert code == 3 and out == ""
+    assert err.startswith("error: REFERENCE OUTSIDE ITS CERTIFIED BRACKET") and "kl_agg = " in err and "se " in err

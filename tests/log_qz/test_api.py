@@ -26,7 +26,8 @@ def test_public_exports():
     assert info.weights is not None
     assert ESTIMATORS["iwae"].needs_k and ESTIMATORS["iwae"].needs_field and ESTIMATORS["iwae"].family == "importance"
     assert ESTIMATORS["exact"].family == "exact" and ESTIMATORS["exact"].unbiased_inside
-    assert {n for n, i in ESTIMATORS.items() if i.published_variant} == {"mss_shipped", "mss_per_dim", "tc_no_constant"}
+    assert {n for n, i in ESTIMATORS.items() if i.published_variant} == {"mss_shipped", "mss_per_dim", "tc_no_constant",
+                                                                          "hfvae", "calc_mi"}
     assert {n for n, i in ESTIMATORS.items() if i.unbiased_inside} == {"mss", "stratified", "iwae", "exact"}
     # the minibatch estimators, and only they, are data: a log-weight function
     assert {n for n, i in ESTIMATORS.items() if i.weights is not None} == {
@@ -270,3 +271,17 @@ def test_logvar_beyond_float64_is_a_clear_error():
     mu = torch.zeros(4, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"logvar must lie in \[-700, 700\]"):
         log_aggregate_posterior(mu, mu, torch.full((4, 2), -800.0, dtype=torch.float64), 10, "mss")
+
+
+def test_registry_records_what_each_estimator_defines():
+    """calc_mi defines mi only, with the analytic entropy; naive's and loo's mi are the InfoNCE and L1Out bounds."""
+    from estimators.log_qz.registry import QUANTITIES, register_estimator
+    assert ESTIMATORS["calc_mi"].quantities == ("mi",) and ESTIMATORS["calc_mi"].analytic_entropy
+    assert (ESTIMATORS["naive"].mi_bound, ESTIMATORS["loo"].mi_bound, ESTIMATORS["mss"].mi_bound) == ("lower", "upper", "")
+    assert all(set(i.quantities) <= set(QUANTITIES) for i in ESTIMATORS.values())
+    assert "InfoNCE" in ESTIMATORS["naive"].citation and "L1Out" in ESTIMATORS["loo"].citation
+    with pytest.raises(ValueError, match="quantities must be a non-empty subset"):
+        register_estimator("x", family="minibatch", citation="", unbiased_inside=False, quantities=("entropy",))
+    with pytest.raises(ValueError, match="mi_bound must be"):
+        register_estimator("x", family="minibatch", citation="", unbiased_inside=False, mi_bound="both")
+    assert "x" not in ESTIMATORS

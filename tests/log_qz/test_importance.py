@@ -94,3 +94,23 @@ def test_own_proposal_uses_the_own_rows_of_the_batch():
     own = torch.distributions.Normal(mu[index], torch.exp(0.5 * lv[index])).log_prob(z).sum(1)
     assert bool((lq > own - math.log(8) - 1e-12).all())  # the own term alone is a lower bound
     assert lq.dtype == F64
+
+
+@pytest.mark.parametrize("proposal", ["uniform", "own"])
+def test_streamed_chunks_equal_one_pass_values_and_gradients(proposal, make_batch, monkeypatch):
+    """Many tiny chunks (each checkpointed) give the values and gradients of a single chunk."""
+    from estimators.log_qz import importance
+    b = make_batch(300, 7, 3, seed=41)
+    g = torch.Generator().manual_seed(5)
+    wj, wd = torch.randn(b.B, generator=g, dtype=torch.float64), torch.randn(b.B, b.D, generator=g, dtype=torch.float64)
+    results = []
+    for chunk_bytes in (2**30, 7 * 3 * 8 * 3):  # one chunk; chunks of 3 draws
+        monkeypatch.setattr(importance, "CHUNK_BYTES", chunk_bytes)
+        inputs = [t.clone().requires_grad_() for t in (b.z, *b.field)]
+        lq, lqd = log_aggregate_posterior(inputs[0], inputs[1][b.index], inputs[2][b.index], estimator="iwae",
+                                          field=(inputs[1], inputs[2]), index=b.index, k=50, proposal=proposal,
+                                          generator=torch.Generator().manual_seed(9))
+        ((lq * wj).sum() + (lqd * wd).sum()).backward()
+        results.append([lq.detach(), lqd.detach()] + [t.grad for t in inputs])
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

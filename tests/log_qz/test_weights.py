@@ -22,6 +22,8 @@ def hand_matrix(kind, B, N):
                 W[i][j] = 1 / N if j == i else (N - 1) / (N * M)
             elif kind == "loo":
                 W[i][j] = 0.0 if j == i else 1 / M
+            elif kind == "hfvae":
+                W[i][j] = (M / (N - 1) if j == i else 1.0) / B
             elif kind == "mss_shipped":
                 # what the shipped code leaves: 1/N in column 0 of every row, strat in column 1,
                 # 1/M elsewhere, then W[M-1, 0] = strat (row B - 2)
@@ -36,6 +38,7 @@ BUILDERS = {
     "stratified": lambda B, N: weights.stratified_log_weights(B, N),
     "loo": lambda B, N: weights.loo_log_weights(B),
     "mss_shipped": lambda B, N: weights.mss_shipped_log_weights(B, N),
+    "hfvae": lambda B, N: weights.cached_log_weights("hfvae", B, N).clone(),
 }
 
 

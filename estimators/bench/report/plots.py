@@ -6,7 +6,13 @@ r"""The report's plots, one PNG per benchmark CSV and kind:
 * ``<name>-pareto.png``: RMSE against time per call (log-log), every (estimator, batch size, k)
   a point, the Pareto front (no other point is both faster and more accurate) as a black line;
 * ``<name>-log_px.png`` (when the CSV has log_px rows): |bias| of log p(x) against k on log-log
-  axes, one panel per encoder (task), with the predicted bias overlaid as dashed lines.
+  axes, one panel per encoder (task), with the predicted bias overlaid as dashed lines;
+* ``<name>-direct.png`` (when the CSV has rows of the direct estimators, ``estimators.direct``): their
+  bias against batch size, one row of panels per scenario, one panel per quantity (kept out of the
+  bias plot, which stays the log q(z) estimators');
+* ``<name>-density_ratio.png`` (when it has density-ratio rows): the density-ratio TC's bias against
+  its training steps (one line per field, labelled with its true tc) and against the true tc (one line
+  per budget; dashed: the bias of an estimate of 0).
 
 Each ``plot_*`` returns False (and writes nothing) when the CSV has no rows for it.
 
@@ -26,9 +32,10 @@ import pandas as pd
 
 from ...files import write_atomic
 from ..grid import AGGREGATE_QUANTITIES, LOG_PX
-from .select import aggregate_rows, is_published, latest_cells
+from .select import aggregate_rows, direct_rows, is_published, latest_cells
 
-__all__ = ["plot_bias", "plot_pareto", "plot_log_px", "pareto_front", "png_bytes", "write_if_changed", "PLOTS"]
+__all__ = ["plot_bias", "plot_pareto", "plot_log_px", "plot_direct", "plot_density_ratio", "pareto_front", "png_bytes",
+           "write_if_changed", "PLOTS"]
 
 PNG_METADATA = {"Software": None}  # no matplotlib version: the bytes depend on the figure only
 
@@ -233,6 +240,70 @@ def plot_log_px(df: pd.DataFrame, path: Path) -> bool:
     return True
 
 
+def plot_direct(df: pd.DataFrame, path: Path) -> bool:
+    r"""The direct estimators' bias +- 1.96 se against batch size: rows = scenarios, columns = quantities."""
+    d = direct_rows(df)
+    if d.empty:
+        return False
+    labels, quantities, styles, fig, axes = _panel_grid(d)
+    for i, label in enumerate(labels):
+        for j, q in enumerate(quantities):
+            ax = axes[i][j]
+            cell = d[(d["label"] == label) & (d["quantity"] == q)]
+            for series, g in cell.groupby("series", sort=True):
+                g = g.sort_values("batch_size")
+                ax.errorbar(g["batch_size"], g["bias"], yerr=1.96 * g["bias_se"].fillna(0), label=series, marker="o",
+                            ms=3, lw=1.2, capsize=2, ls="-" if len(g) > 1 else "none", **styles[series])
+            ax.axhline(0.0, color="black", lw=0.8)
+            ax.set_xscale("log", base=2)
+            if len(cell):
+                _symlog_if_wide(ax, cell["bias"].abs().to_numpy() + 1.96 * cell["bias_se"].fillna(0).to_numpy())
+            _label_panel(ax, f"{label}: {q}", "batch size B" if i == len(labels) - 1 else None,
+                         "bias (nats)" if j == 0 else None)
+    _title_and_legend(fig, axes, "Moment-based and density-ratio estimators: bias against batch size (95% error "
+                      "bars; density ratio: its training batch)")
+    _save(fig, path)
+    return True
+
+
+def plot_density_ratio(df: pd.DataFrame, path: Path) -> bool:
+    r"""Density-ratio TC: bias against training steps (per field) and against the true tc (per budget)."""
+    d = direct_rows(df)
+    d = d[(d["family"] == "density_ratio") & (d["quantity"] == "tc")] if len(d) else d
+    if d.empty:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0), squeeze=False)
+    left, right = axes[0]
+    fields = d.groupby("label", sort=False)["reference"].first().sort_values()
+    styles = _styles(fields.index)
+    for label, ref in fields.items():
+        g = d[d["label"] == label].sort_values("k")
+        left.errorbar(g["k"], g["bias"], yerr=1.96 * g["bias_se"].fillna(0), marker="o", ms=3, capsize=2, lw=1.2,
+                      label=f"{label} (tc {ref:.3g})", **styles[label])
+    left.axhline(0.0, color="black", lw=0.8)
+    left.set_xscale("log")
+    _label_panel(left, "bias against training steps", "training steps", "bias of tc (nats)")
+    left.legend(fontsize=7)
+    budgets = sorted(set(d["k"]))
+    bstyles = _styles([f"{b}" for b in budgets])
+    for b in budgets:
+        g = d[d["k"] == b].sort_values("reference")
+        right.errorbar(g["reference"], g["bias"], yerr=1.96 * g["bias_se"].fillna(0), marker="o", ms=3, capsize=2,
+                       lw=1.2, label=f"{int(b)} steps", **bstyles[f"{b}"])
+    span = np.array([0.0, float(d["reference"].max()) * 1.05])
+    right.plot(span, -span, ls="--", color="grey", lw=1, label="estimate 0")
+    right.axhline(0.0, color="black", lw=0.8)
+    _label_panel(right, "bias against the true tc", "true tc (nats)", None)
+    right.legend(fontsize=7)
+    batch = sorted(set(int(b) for b in d["batch_size"]))
+    fig.suptitle(f"Density-ratio TC (FactorVAE discriminator, training batch {', '.join(map(str, batch))}): "
+                 "error bars 95% over independent trainings", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
 def png_bytes(fig) -> bytes:
     r"""The figure as PNG bytes: fixed resolution and metadata, no timestamp."""
     buf = io.BytesIO()
@@ -263,4 +334,5 @@ def _save(fig, path: Path) -> bool:
 
 
 # suffix of the file name -> plot function, in the order the summary shows them
-PLOTS = {"bias": plot_bias, "pareto": plot_pareto, "log_px": plot_log_px}
+PLOTS = {"bias": plot_bias, "pareto": plot_pareto, "log_px": plot_log_px, "direct": plot_direct,
+         "density_ratio": plot_density_ratio}

@@ -12,14 +12,19 @@ from ..csvcheck import is_foreign
 from ..grid import AGGREGATE_QUANTITIES
 from ..store import read_results
 
-__all__ = ["load_results", "latest_cells", "aggregate_rows", "best_by_rmse", "is_published", "CELL"]
+__all__ = ["load_results", "latest_cells", "aggregate_rows", "direct_rows", "best_by_rmse", "is_published", "CELL",
+           "DIRECT_FAMILIES"]
 
 CELL = ["scenario", "separation", "quantity", "estimator", "batch_size", "k", "dtype"]
 _EXCLUDE_BEST = {"exact"}  # full-N evaluation: the gold standard, not a minibatch choice
+DIRECT_FAMILIES = ("moment", "density_ratio")  # estimators.direct: reported apart from the log q(z) estimators
+
+
+OTHER_REPORTS = ("gradients", "training")  # results/ CSVs of `python -m estimators gradients`: their own schema
 
 
 def load_results(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    r"""Every benchmark ``*.csv`` in ``folder`` (not hidden), by file stem.
+    r"""Every benchmark ``*.csv`` in ``folder`` (not hidden, not one of :data:`OTHER_REPORTS`), by file stem.
 
     CSVs of someone else (no identity column in the header) are skipped; a benchmark CSV that
     fails the schema check (empty, truncated, a bad cell, a missing or unknown column) raises a
@@ -29,7 +34,7 @@ def load_results(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
         raise FileNotFoundError(f"results folder {str(folder)!r} does not exist")
     out = {}
     for path in sorted(folder.glob("*.csv")):
-        if path.name.startswith(".") or not path.is_file() or is_foreign(path):
+        if path.name.startswith(".") or not path.is_file() or path.stem in OTHER_REPORTS or is_foreign(path):
             continue
         out[path.stem] = read_results(path)
     return out
@@ -64,19 +69,38 @@ def _scenario_labels(df: pd.DataFrame) -> pd.Series:
 
 
 def _series_name(row) -> str:
-    return f"{row['estimator']} k={int(row['k'])}" if int(row["k"]) > 0 else str(row["estimator"])
+    if int(row["k"]) <= 0:
+        return str(row["estimator"])
+    what = "steps" if row.get("family") == "density_ratio" else "k"  # the density ratio's k column: its steps
+    return f"{row['estimator']} {what}={int(row['k'])}"
 
 
-def aggregate_rows(df: pd.DataFrame) -> pd.DataFrame:
+def _is_direct(d: pd.DataFrame) -> pd.Series:
+    return d["family"].isin(DIRECT_FAMILIES)
+
+
+def aggregate_rows(df: pd.DataFrame, *, direct: bool | None = False) -> pd.DataFrame:
     r"""The latest aggregate-quantity cells, with a scenario ``label`` (the separation where a scenario
-    has several) and a ``series`` name (the estimator, with its k where it takes one)."""
+    has several) and a ``series`` name (the estimator, with its k where it takes one).
+
+    ``direct``: False (default) the estimators of log q(z) only; True the direct estimators only
+    (``estimators.direct``: moment-based and density ratio); None both."""
     d = latest_cells(df)
     d = d[d["quantity"].isin(AGGREGATE_QUANTITIES)].copy()
     if d.empty:
         return d
-    d["label"] = _scenario_labels(d)
+    d["label"] = _scenario_labels(d)  # from every row, so that both kinds get the same labels
+    if direct is not None:
+        d = d[_is_direct(d) == bool(direct)].copy()
+        if d.empty:
+            return d
     d["series"] = d.apply(_series_name, axis=1)
     return d
+
+
+def direct_rows(df: pd.DataFrame) -> pd.DataFrame:
+    r"""The latest cells of the direct estimators (:func:`aggregate_rows` with ``direct=True``)."""
+    return aggregate_rows(df, direct=True)
 
 
 def best_by_rmse(df: pd.DataFrame) -> pd.DataFrame:

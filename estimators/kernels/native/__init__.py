@@ -26,14 +26,14 @@ import torch
 from ...files import atomic_path, cache_dir
 from ...numerics import LOG_2PI, exp_clamp
 
-__all__ = ["get", "unavailable_reason", "joint_lse", "marginal_lse"]
+__all__ = ["get", "unavailable_reason", "joint_lse", "marginal_lse", "pruned_joint_lse", "kd_order"]
 
 _SOURCE = Path(__file__).with_name("mixture.c")
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC"]
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-pthread", "-fPIC"]
 # Linked in a second step without -ffast-math: linking with it adds crtfastmath.o, whose constructor sets
 # flush-to-zero and denormals-are-zero for the whole process when the library loads, silently changing
 # every float computation of the user's program (numpy's and torch's subnormals become 0).
-_LINK = ["-shared", "-fopenmp"]
+_LINK = ["-shared", "-pthread"]
 _VARIANTS = {torch.float32: ("float", "_f32"), torch.float64: ("double", "_f64")}
 BIAS_FLOOR = -1e30  # -inf log weights are floored here (as BIAS_FLOOR in mixture.c): far below the clamp
 _lock = threading.Lock()
@@ -87,6 +87,14 @@ def _load() -> dict[torch.dtype, ctypes.CDLL]:
         marginal = getattr(lib, "marginal_lse" + suffix)
         marginal.argtypes = joint.argtypes
         joint.restype = marginal.restype = None
+        pruned = getattr(lib, "pruned_joint_lse" + suffix)
+        level = [ctypes.c_long, real_p] + [real_p] * 8  # count, starts, lo, hi, lvlo, lvhi, elo, ehi, wmax, logn
+        pruned.argtypes = ([real_p, ctypes.c_long, ctypes.c_long, real_p, real_p, real_p] + level + level
+                           + [ctypes.c_long, ctypes.c_double, real_p, real_p, ctypes.c_int])
+        pruned.restype = None
+        kd = getattr(lib, "kd_order" + suffix)
+        kd.argtypes = [real_p, ctypes.c_long, ctypes.c_long, real_p, ctypes.c_long, real_p, real_p]
+        kd.restype = ctypes.c_long
         libs[dtype] = lib
     return libs
 
@@ -139,7 +147,7 @@ def _components(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, t
     return (mu.detach().T.contiguous(), (0.5 * torch.exp(-lv)).T.contiguous(), -0.5 * (lv + LOG_2PI))
 
 
-PARALLEL_TERMS = 2**20  # below about a millisecond of work, waking a second OpenMP thread costs more than it saves
+PARALLEL_TERMS = 2**20  # below about a millisecond of work, starting a second thread costs more than it saves
 
 
 def _threads(terms: int) -> int:
@@ -201,3 +209,44 @@ def marginal_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_we
         cd = cd + log_weights.detach().to(dtype)[None, :]
     out = _launch(libs, "marginal_lse", z, mu_t, a_t, _floored(cd, dtype), bias, torch.empty(z.shape, dtype=dtype))
     return _nan_where_inputs_are(out, torch.isnan(z), mu, logvar, 0)
+
+
+def pruned_joint_lse(z: torch.Tensor, mu: torch.Tensor, a: torch.Tensor, c: torch.Tensor, groups: tuple,
+                     supers: tuple, max_group: int, log_cut: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The pruned joint logsumexp of the C kernel (float64, CPU; :mod:`estimators.kernels.pruned` builds the
+    arguments): (out (Q,), evaluated terms per query (Q,) int64), or None when the kernel cannot run.
+
+    ``mu``, ``a`` (N, D) sorted so that groups are contiguous, ``c`` (N,); ``groups`` and ``supers`` are
+    (starts int64, lo, hi, lvlo, lvhi, elo, ehi, wmax, logn) of each level."""
+    libs = _available(z)
+    if libs is None or z.dtype != torch.float64:
+        return None
+    Q, D = z.shape
+    zc = z.detach().contiguous()
+    out = torch.empty(Q, dtype=torch.float64)
+    evaluated = torch.empty(Q, dtype=torch.int64)
+    args = [zc.data_ptr(), Q, D, mu.data_ptr(), a.data_ptr(), c.data_ptr()]
+    for level in (groups, supers):
+        starts = level[0]
+        args += [starts.shape[0] - 1] + [t.data_ptr() for t in level]
+    args += [max_group, float(log_cut), out.data_ptr(), evaluated.data_ptr(),
+             _threads(Q * mu.shape[0] * D // max(1, 16))]
+    libs[torch.float64].pruned_joint_lse_f64(*args)
+    return out, evaluated
+
+
+def kd_order(points: torch.Tensor, scale: torch.Tensor, leaf: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The k-d ordering of the C kernel: (permutation (n,) int64, leaf starts int64), or None where it cannot run.
+
+    ``points`` (n, D) and ``scale`` (D,) float64 CPU tensors (see :func:`estimators.kernels.pruned.kd_order`)."""
+    libs = _available(points)
+    if libs is None or points.dtype != torch.float64:
+        return None
+    pts = points.detach().contiguous()
+    n, D = pts.shape
+    perm = torch.empty(n, dtype=torch.int64)
+    starts = torch.empty(max(1, n), dtype=torch.int64)
+    sc = scale.detach().to(torch.float64).contiguous()
+    leaves = libs[torch.float64].kd_order_f64(pts.data_ptr(), n, D, sc.data_ptr(), int(leaf), perm.data_ptr(),
+                                               starts.data_ptr())
+    return perm, starts[:leaves].clone()

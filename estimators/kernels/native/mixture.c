@@ -20,6 +20,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,44 @@ static inline double fast_exp(double x)
     return p * scale;
 }
 
+/* Threads: plain pthreads, created per call and joined (blocking), never OpenMP. An OpenMP team spins
+ * while it waits for work; on a machine shared with other jobs (a training loop's data-loader workers)
+ * the spinning threads compete for the same cores and a 2-thread call ran 2.4x slower than a 1-thread
+ * one. Calls are parallel only above about a millisecond of work (the caller decides), where creating
+ * a thread (tens of microseconds) costs nothing measurable. Work is handed out in chunks through an
+ * atomic counter (dynamic scheduling). */
+typedef void (*work_fn)(void *ctx, long begin, long end);
+typedef struct { work_fn work; void *ctx; long total, chunk, next; } pool_t;
+
+static void *pool_worker(void *arg)
+{
+    pool_t *p = (pool_t *)arg;
+    for (;;) {
+        long b = __atomic_fetch_add(&p->next, p->chunk, __ATOMIC_RELAXED);
+        if (b >= p->total) break;
+        p->work(p->ctx, b, b + p->chunk < p->total ? b + p->chunk : p->total);
+    }
+    return NULL;
+}
+
+static void parallel_for(long total, long chunk, int threads, work_fn work, void *ctx)
+{
+    pool_t p = {work, ctx, total, chunk, 0};
+    if (threads > 64) threads = 64;
+    if (threads <= 1 || total <= chunk) {
+        work(ctx, 0, total);
+        return;
+    }
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 0; t < threads - 1; t++) {
+        if (pthread_create(&th[started], NULL, pool_worker, &p) != 0) break; /* fewer threads: still correct */
+        started++;
+    }
+    pool_worker(&p);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+}
+
 #define FAST_EXP(x) ((sizeof(REAL) == 4) ? (REAL)fast_expf((float)(x)) : (REAL)fast_exp((double)(x)))
 
 /* Fold one block's values L[0..nb) into the running (max, sum) of one logsumexp. */
@@ -122,14 +161,16 @@ static inline void merge_block(const REAL *L, long nb, REAL m, double *run_max, 
     *run_max = new_max;
 }
 
-void FN(joint_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, const REAL *c,
-                   const REAL *bias, long N, long D, REAL *out, int threads)
+typedef struct { const REAL *z, *mu, *a, *c, *bias; long Q, N, D; REAL *out; } FN(joint_ctx);
+
+static void FN(joint_tiles)(void *vctx, long tile0, long tile1)
 {
-    long tiles = (Q + TILE - 1) / TILE;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
-    for (long tile = 0; tile < tiles; tile++) {
+    const FN(joint_ctx) *x = (const FN(joint_ctx) *)vctx;
+    const REAL *z = x->z, *mu = x->mu, *a = x->a, *c = x->c, *bias = x->bias;
+    const long Q = x->Q, N = x->N, D = x->D;
+    REAL (*L)[BLOCK] = (REAL (*)[BLOCK])malloc(sizeof(REAL) * TILE * BLOCK);
+    for (long tile = tile0; tile < tile1; tile++) {
         long i0 = tile * TILE, T = (Q - i0 < TILE) ? Q - i0 : TILE;
-        REAL L[TILE][BLOCK];
         double run_max[TILE], run_sum[TILE];
         for (long t = 0; t < T; t++) { run_max[t] = -DBL_MAX; run_sum[t] = 0.0; }
         for (long n0 = 0; n0 < N; n0 += BLOCK) {
@@ -155,68 +196,253 @@ void FN(joint_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, const R
                 merge_block(Lt, nb, m, &run_max[t], &run_sum[t]);
             }
         }
-        for (long t = 0; t < T; t++) out[i0 + t] = (REAL)(run_max[t] + log(run_sum[t]));
+        for (long t = 0; t < T; t++) x->out[i0 + t] = (REAL)(run_max[t] + log(run_sum[t]));
     }
+    free(L);
+}
+
+void FN(joint_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, const REAL *c,
+                   const REAL *bias, long N, long D, REAL *out, int threads)
+{
+    FN(joint_ctx) ctx = {z, mu, a, c, bias, Q, N, D, out};
+    parallel_for((Q + TILE - 1) / TILE, 4, threads, FN(joint_tiles), &ctx);
 }
 
 /* Per-dimension logsumexp. Parallel over query tiles; for each block of BLOCK components the
  * tile's (floored) bias rows are loaded once and serve all D dimensions, and each dimension's
  * component arrays serve the TILE queries while hot in cache. Each value is computed once, into
  * a buffer, with its block maximum in the same loop; a second loop exponentiates and sums. */
+typedef struct { const REAL *z, *mu, *a, *cd, *bias; long Q, N, D; REAL *out; } FN(marginal_ctx);
+
+static void FN(marginal_tiles)(void *vctx, long tile0, long tile1)
+{
+    const FN(marginal_ctx) *x = (const FN(marginal_ctx) *)vctx;
+    const REAL *z = x->z, *mu = x->mu, *a = x->a, *cd = x->cd, *bias = x->bias;
+    const long Q = x->Q, N = x->N, D = x->D;
+    REAL *out = x->out;
+    REAL L[BLOCK];
+    REAL *B = bias ? (REAL *)malloc(sizeof(REAL) * TILE * BLOCK) : NULL;
+    double *run_max = (double *)malloc(sizeof(double) * TILE * D);
+    double *run_sum = (double *)malloc(sizeof(double) * TILE * D);
+    for (long tile = tile0; tile < tile1; tile++) {
+        long i0 = tile * TILE, T = (Q - i0 < TILE) ? Q - i0 : TILE;
+        for (long j = 0; j < T * D; j++) { run_max[j] = -DBL_MAX; run_sum[j] = 0.0; }
+        for (long n0 = 0; n0 < N; n0 += BLOCK) {
+            long nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
+            if (B) {
+                for (long t = 0; t < T; t++) {
+                    const REAL *bt = bias + (i0 + t) * N + n0;
+                    REAL *Bt = B + t * BLOCK;
+                    for (long n = 0; n < nb; n++) Bt[n] = bt[n] > BIAS_FLOOR ? bt[n] : BIAS_FLOOR;
+                }
+            }
+            for (long d = 0; d < D; d++) {
+                const REAL *mud = mu + d * N + n0, *ad = a + d * N + n0, *cdd = cd + d * N + n0;
+                for (long t = 0; t < T; t++) {
+                    const REAL zd = z[(i0 + t) * D + d];
+                    REAL m = LOWEST;
+                    if (B) {
+                        const REAL *Bt = B + t * BLOCK;
+                        for (long n = 0; n < nb; n++) {
+                            REAL diff = zd - mud[n];
+                            REAL l = cdd[n] + Bt[n] - ad[n] * diff * diff;
+                            L[n] = l;
+                            m = l > m ? l : m;
+                        }
+                    } else {
+                        for (long n = 0; n < nb; n++) {
+                            REAL diff = zd - mud[n];
+                            REAL l = cdd[n] - ad[n] * diff * diff;
+                            L[n] = l;
+                            m = l > m ? l : m;
+                        }
+                    }
+                    merge_block(L, nb, m, &run_max[t * D + d], &run_sum[t * D + d]);
+                }
+            }
+        }
+        for (long t = 0; t < T; t++)
+            for (long d = 0; d < D; d++)
+                out[(i0 + t) * D + d] = (REAL)(run_max[t * D + d] + log(run_sum[t * D + d]));
+    }
+    free(B);
+    free(run_max);
+    free(run_sum);
+}
+
 void FN(marginal_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, const REAL *cd,
                       const REAL *bias, long N, long D, REAL *out, int threads)
 {
-    long tiles = (Q + TILE - 1) / TILE;
-#pragma omp parallel num_threads(threads)
-    {
-        REAL L[BLOCK];
-        REAL *B = bias ? (REAL *)malloc(sizeof(REAL) * TILE * BLOCK) : NULL;
-        double *run_max = (double *)malloc(sizeof(double) * TILE * D);
-        double *run_sum = (double *)malloc(sizeof(double) * TILE * D);
-#pragma omp for schedule(dynamic, 1)
-        for (long tile = 0; tile < tiles; tile++) {
-            long i0 = tile * TILE, T = (Q - i0 < TILE) ? Q - i0 : TILE;
-            for (long j = 0; j < T * D; j++) { run_max[j] = -DBL_MAX; run_sum[j] = 0.0; }
-            for (long n0 = 0; n0 < N; n0 += BLOCK) {
-                long nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
-                if (B) {
-                    for (long t = 0; t < T; t++) {
-                        const REAL *bt = bias + (i0 + t) * N + n0;
-                        REAL *Bt = B + t * BLOCK;
-                        for (long n = 0; n < nb; n++) Bt[n] = bt[n] > BIAS_FLOOR ? bt[n] : BIAS_FLOOR;
-                    }
-                }
-                for (long d = 0; d < D; d++) {
-                    const REAL *mud = mu + d * N + n0, *ad = a + d * N + n0, *cdd = cd + d * N + n0;
-                    for (long t = 0; t < T; t++) {
-                        const REAL zd = z[(i0 + t) * D + d];
-                        REAL m = LOWEST;
-                        if (B) {
-                            const REAL *Bt = B + t * BLOCK;
-                            for (long n = 0; n < nb; n++) {
-                                REAL diff = zd - mud[n];
-                                REAL l = cdd[n] + Bt[n] - ad[n] * diff * diff;
-                                L[n] = l;
-                                m = l > m ? l : m;
-                            }
-                        } else {
-                            for (long n = 0; n < nb; n++) {
-                                REAL diff = zd - mud[n];
-                                REAL l = cdd[n] - ad[n] * diff * diff;
-                                L[n] = l;
-                                m = l > m ? l : m;
-                            }
-                        }
-                        merge_block(L, nb, m, &run_max[t * D + d], &run_sum[t * D + d]);
-                    }
-                }
-            }
-            for (long t = 0; t < T; t++)
-                for (long d = 0; d < D; d++)
-                    out[(i0 + t) * D + d] = (REAL)(run_max[t * D + d] + log(run_sum[t * D + d]));
-        }
-        free(B);
-        free(run_max);
-        free(run_sum);
+    FN(marginal_ctx) ctx = {z, mu, a, cd, bias, Q, N, D, out};
+    parallel_for((Q + TILE - 1) / TILE, 1, threads, FN(marginal_tiles), &ctx);
+}
+
+/* Pruned joint logsumexp (the bound and why it is exact: estimators/kernels/pruned.py).
+ *
+ * Components are sorted so that each group is contiguous; each group's mu and a are stored transposed,
+ * (D, n_g) at offset gstart[g] * D, with c[n] as in joint_lse. Two levels of boxes: groups (gstart[0..G]) and super-groups of consecutive groups
+ * (sstart[0..S], indices of groups). Per level, (count, D) arrays lo, hi (box of the means), lvlo, lvhi
+ * (range of the log-variances), elo = exp(lvlo), ehi = exp(lvhi), and (count,) wmax (largest log weight)
+ * and logn (log of the number of members). Per query: the bound of every super-group, the most promising
+ * group of the most promising super-group evaluated exactly (its largest term M is a lower bound of the
+ * query's largest term), then every unit (super-group, then group) whose bound + logn falls below
+ * M + log_cut is skipped; the rest is evaluated exactly and merged online. evaluated[i] counts the terms. */
+#define PRUNE_LOG_2PI 1.8378770664093454836
+
+static inline double box_bound(const REAL *zi, long D, long g, const REAL *lo, const REAL *hi, const REAL *lvlo,
+                               const REAL *lvhi, const REAL *elo, const REAL *ehi, const REAL *wmax)
+{
+    double f = 0.0;
+    const REAL *l = lo + g * D, *h = hi + g * D, *al = lvlo + g * D, *ah = lvhi + g * D;
+    const REAL *el = elo + g * D, *eh = ehi + g * D;
+    for (long d = 0; d < D; d++) {
+        double r = (double)l[d] - zi[d], r_hi = (double)zi[d] - h[d];
+        r = r > r_hi ? r : r_hi;
+        r = r > 0.0 ? r : 0.0;
+        double r2 = r * r;
+        /* min over lv in [al, ah] of lv + r2 exp(-lv): at clamp(log r2, al, ah) (convex in lv) */
+        f += r2 <= el[d] ? al[d] + r2 / el[d] : (r2 >= eh[d] ? ah[d] + r2 / eh[d] : log(r2) + 1.0);
     }
+    return wmax[g] - 0.5 * ((double)D * PRUNE_LOG_2PI + f);
+}
+
+/* Exact terms of one group for query zi into L; returns their maximum. The group's components are
+ * stored transposed, (D, nb) at offset n0 * D, so the inner loop over its members is contiguous. */
+static inline REAL group_terms(const REAL *zi, long D, long n0, long n1, const REAL *mu, const REAL *a,
+                               const REAL *c, REAL *L)
+{
+    const long nb = n1 - n0;
+    const REAL *mug = mu + n0 * D, *ag = a + n0 * D;
+    for (long n = 0; n < nb; n++) L[n] = c[n0 + n];
+    for (long d = 0; d < D; d++) {
+        const REAL zd = zi[d], *mud = mug + d * nb, *ad = ag + d * nb;
+        for (long n = 0; n < nb; n++) {
+            REAL diff = zd - mud[n];
+            L[n] -= ad[n] * diff * diff;
+        }
+    }
+    REAL m = LOWEST;
+    for (long n = 0; n < nb; n++) m = L[n] > m ? L[n] : m;
+    return m;
+}
+
+typedef struct {
+    const REAL *z, *mu, *a, *c;
+    long D, G, S, max_group;
+    const long *gstart, *sstart;
+    const REAL *glo, *ghi, *glvlo, *glvhi, *gelo, *gehi, *gwmax, *glogn;
+    const REAL *slo, *shi, *slvlo, *slvhi, *selo, *sehi, *swmax, *slogn;
+    double log_cut;
+    REAL *out;
+    long *evaluated;
+} FN(pruned_ctx);
+
+static void FN(pruned_queries)(void *vctx, long i0, long i1)
+{
+    const FN(pruned_ctx) *x = (const FN(pruned_ctx) *)vctx;
+    const long D = x->D, S = x->S;
+    REAL *L = (REAL *)malloc(sizeof(REAL) * (x->max_group > 0 ? x->max_group : 1));
+    double *sb = (double *)malloc(sizeof(double) * (S > 0 ? S : 1));
+    for (long i = i0; i < i1; i++) {
+        const REAL *zi = x->z + i * D;
+        long best_s = 0;
+        for (long s = 0; s < S; s++) {
+            sb[s] = box_bound(zi, D, s, x->slo, x->shi, x->slvlo, x->slvhi, x->selo, x->sehi, x->swmax);
+            if (sb[s] > sb[best_s]) best_s = s;
+        }
+        long best_g = x->sstart[best_s];
+        double best_u = -DBL_MAX;
+        for (long g = x->sstart[best_s]; g < x->sstart[best_s + 1]; g++) {
+            double u = box_bound(zi, D, g, x->glo, x->ghi, x->glvlo, x->glvhi, x->gelo, x->gehi, x->gwmax);
+            if (u > best_u) { best_u = u; best_g = g; }
+        }
+        double run_max = -DBL_MAX, run_sum = 0.0;
+        long nb = x->gstart[best_g + 1] - x->gstart[best_g], count = nb;
+        REAL m = group_terms(zi, D, x->gstart[best_g], x->gstart[best_g + 1], x->mu, x->a, x->c, L);
+        merge_block(L, nb, m, &run_max, &run_sum);
+        const double cut = (double)m + x->log_cut;
+        for (long s = 0; s < S; s++) {
+            if (sb[s] + x->slogn[s] < cut) continue;
+            for (long g = x->sstart[s]; g < x->sstart[s + 1]; g++) {
+                if (g == best_g) continue;
+                if (box_bound(zi, D, g, x->glo, x->ghi, x->glvlo, x->glvhi, x->gelo, x->gehi, x->gwmax)
+                        + x->glogn[g] < cut) continue;
+                nb = x->gstart[g + 1] - x->gstart[g];
+                m = group_terms(zi, D, x->gstart[g], x->gstart[g + 1], x->mu, x->a, x->c, L);
+                merge_block(L, nb, m, &run_max, &run_sum);
+                count += nb;
+            }
+        }
+        x->out[i] = (REAL)(run_max + log(run_sum));
+        x->evaluated[i] = count;
+    }
+    free(L);
+    free(sb);
+}
+
+void FN(pruned_joint_lse)(const REAL *z, long Q, long D, const REAL *mu, const REAL *a, const REAL *c,
+                          long G, const long *gstart, const REAL *glo, const REAL *ghi, const REAL *glvlo,
+                          const REAL *glvhi, const REAL *gelo, const REAL *gehi, const REAL *gwmax, const REAL *glogn,
+                          long S, const long *sstart, const REAL *slo, const REAL *shi, const REAL *slvlo,
+                          const REAL *slvhi, const REAL *selo, const REAL *sehi, const REAL *swmax, const REAL *slogn,
+                          long max_group, double log_cut, REAL *out, long *evaluated, int threads)
+{
+    FN(pruned_ctx) ctx = {z, mu, a, c, D, G, S, max_group, gstart, sstart,
+                          glo, ghi, glvlo, glvhi, gelo, gehi, gwmax, glogn,
+                          slo, shi, slvlo, slvhi, selo, sehi, swmax, slogn, log_cut, out, evaluated};
+    parallel_for(Q, 16, threads, FN(pruned_queries), &ctx);
+}
+
+/* k-d ordering (estimators.kernels.pruned.kd_order): recursive median bisection of the rows of pts (n, D)
+ * along the dimension of largest spread / scale, down to leaves of at most `leaf` rows, depth first.
+ * perm receives the ordering and starts the first row of each leaf; returns the number of leaves. */
+static void FN(select_kth)(long *idx, long n, long k, const REAL *pts, long D, long d)
+{
+    long lo = 0, hi = n - 1;
+    while (lo < hi) {
+        REAL pivot = pts[idx[(lo + hi) / 2] * D + d];
+        long i = lo, j = hi;
+        while (i <= j) {
+            while (pts[idx[i] * D + d] < pivot) i++;
+            while (pts[idx[j] * D + d] > pivot) j--;
+            if (i <= j) { long t = idx[i]; idx[i] = idx[j]; idx[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+}
+
+long FN(kd_order)(const REAL *pts, long n, long D, const REAL *scale, long leaf, long *perm, long *starts)
+{
+    for (long i = 0; i < n; i++) perm[i] = i;
+    if (n == 0) return 0;
+    long cap = 128, top = 0, leaves = 0;
+    long *stack = (long *)malloc(sizeof(long) * 2 * cap);
+    stack[0] = 0; stack[1] = n; top = 1;
+    while (top > 0) {
+        top--;
+        long b = stack[2 * top], e = stack[2 * top + 1], m = e - b;
+        if (m <= leaf) { starts[leaves++] = b; continue; }
+        long best_d = 0;
+        double best = -1.0;
+        for (long d = 0; d < D; d++) {
+            REAL lo = pts[perm[b] * D + d], hi = lo;
+            for (long i = b + 1; i < e; i++) {
+                REAL v = pts[perm[i] * D + d];
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+            double spread = ((double)hi - lo) / scale[d];
+            if (spread > best) { best = spread; best_d = d; }
+        }
+        long half = m / 2;
+        FN(select_kth)(perm + b, m, half, pts, D, best_d);
+        if (top + 2 > cap) { cap *= 2; stack = (long *)realloc(stack, sizeof(long) * 2 * cap); }
+        /* push the upper half first: the lower half is split next (depth first, in order) */
+        stack[2 * top] = b + half; stack[2 * top + 1] = e; top++;
+        stack[2 * top] = b; stack[2 * top + 1] = b + half; top++;
+    }
+    free(stack);
+    return leaves;
 }

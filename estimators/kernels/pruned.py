@@ -1,0 +1,222 @@
+r"""The pruned joint reduction: out_i = logsumexp_n (log N(z_i; mu_n, diag var_n) + log w_n), skipping
+groups of components that provably cannot matter.
+
+Components are grouped by a k-d split of their means (recursive median bisection along the dimension
+whose spread, in units of the median posterior sd, is largest; groups of at most ``group_size``,
+and super-groups of ``SUPER`` consecutive groups). For a group (or super-group) g with means in the box
+[lo_gd, hi_gd], log-variances in [a_gd, b_gd], largest log weight w_g and n_g members, every member
+satisfies, for a query z,
+
+    log N(z; mu_n, var_n) + log w_n <= U_g(z) = w_g - 1/2 sum_d (log 2 pi + min_{l in [a_gd, b_gd]} (l + r_d^2 e^{-l}))
+
+with r_d the distance from z_d to [lo_gd, hi_gd] (0 inside): l + r^2 e^{-l} is convex in l, with its
+minimum at l = log r^2, so the inner minimum is at clamp(log r_d^2, a_gd, b_gd). For each query the most
+promising group (of the most promising super-group) is evaluated exactly; its largest term M_i is a
+lower bound on the query's largest term. Every super-group and group with U_g(z_i) + log n_g <
+M_i + log(rel_tol / K) (K: the number of groups and super-groups) is skipped, so the skipped mass is
+at most K (rel_tol / K) exp(M_i) <= rel_tol times the whole sum: out_i is exact to ``rel_tol`` in the
+log (1e-12 by default, below float64's precision of a long sum). The rest is evaluated exactly and
+merged online. A probe of ``PROBE`` spread-out queries runs first; where they evaluate more than
+``WORTH_PRUNING`` of the terms (broad posteriors: nothing can be pruned) the dense kernel runs instead,
+so the pruned path costs at most the probe more than the dense one there.
+
+The loop is the C kernel of :mod:`.native` (float64); without it the dense :func:`.joint.joint_lse`
+runs (exact, unpruned). Forward only: the references it serves need no gradient.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..numerics import LOG_2PI
+from . import native
+from .joint import joint_lse
+
+__all__ = ["pruned_joint_lse", "PrunedMixture", "PruneStats", "kd_order", "group_bounds", "box_upper_bound", "SUPER"]
+
+SUPER = 32  # groups per super-group
+PROBE = 128  # queries tried first: the pruned loop runs only where it skips enough
+WORTH_PRUNING = 0.25  # largest fraction of the terms it may evaluate (its terms cost about 3x the dense ones)
+
+
+@dataclass
+class PruneStats:
+    r"""What a pruned call did: ``evaluated`` kernel terms (bounds excluded) out of ``dense`` (Q N)."""
+
+    evaluated: int = 0
+    dense: int = 0
+    groups: int = 0
+    native: bool = False
+
+    @property
+    def fraction_evaluated(self) -> float:
+        return self.evaluated / self.dense if self.dense else 1.0
+
+
+def kd_order(points: np.ndarray, scale: np.ndarray, leaf: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""A k-d ordering of ``points`` (n, D): (permutation, start offsets of its leaves of <= ``leaf`` points).
+
+    Recursive median bisection along the dimension of largest spread / ``scale``; the leaves come out
+    in depth-first order, so consecutive leaves are near each other. The C kernel's loop where it can
+    run (float64), else this one (the same splits; ties may be ordered differently)."""
+    if points.dtype == np.float64:
+        got = native.kd_order(torch.from_numpy(np.ascontiguousarray(points)), torch.from_numpy(np.asarray(scale, dtype=np.float64)), leaf)
+        if got is not None:
+            return got[0].numpy(), got[1].numpy()
+    return _kd_order_numpy(points, scale, leaf)
+
+
+def _kd_order_numpy(points: np.ndarray, scale: np.ndarray, leaf: int) -> tuple[np.ndarray, np.ndarray]:
+    n = points.shape[0]
+    order, starts, done = [], [], 0
+    stack = [np.arange(n)]
+    while stack:
+        idx = stack.pop()
+        if idx.size <= leaf:
+            order.append(idx)
+            starts.append(done)
+            done += idx.size
+            continue
+        p = points[idx]
+        d = int(np.argmax((p.max(0) - p.min(0)) / scale))
+        half = idx.size // 2
+        part = np.argpartition(p[:, d], half)
+        stack.append(idx[part[half:]])
+        stack.append(idx[part[:half]])
+    return np.concatenate(order), np.asarray(starts, dtype=np.int64)
+
+
+def _segment_reduce(x: Tensor, seg: Tensor, count: int, how: str) -> Tensor:
+    init = math.inf if how == "amin" else -math.inf
+    out = torch.full((count,) + tuple(x.shape[1:]), init, dtype=x.dtype)
+    index = seg.view(-1, *([1] * (x.ndim - 1))).expand_as(x)
+    return out.scatter_reduce(0, index, x, reduce=how, include_self=True)
+
+
+def group_bounds(mu: Tensor, logvar: Tensor, log_w: Tensor, starts: np.ndarray) -> tuple[Tensor, ...]:
+    r"""Per group of consecutive rows (``starts``): (lo, hi, lvlo, lvhi, wmax, logn)."""
+    N = mu.shape[0]
+    sizes = torch.as_tensor(np.diff(np.append(starts, N)))
+    seg = torch.repeat_interleave(torch.arange(len(starts)), sizes)
+    G = len(starts)
+    return (_segment_reduce(mu, seg, G, "amin"), _segment_reduce(mu, seg, G, "amax"),
+            _segment_reduce(logvar, seg, G, "amin"), _segment_reduce(logvar, seg, G, "amax"),
+            _segment_reduce(log_w, seg, G, "amax"), sizes.to(mu.dtype).log())
+
+
+def _merge_levels(bounds: tuple[Tensor, ...], starts: np.ndarray) -> tuple[Tensor, ...]:
+    """Bounds of runs of consecutive groups (``starts`` into the groups): boxes and ranges merged."""
+    G = bounds[0].shape[0]
+    sizes = torch.as_tensor(np.diff(np.append(starts, G)))
+    seg = torch.repeat_interleave(torch.arange(len(starts)), sizes)
+    S = len(starts)
+    lo, hi, lvlo, lvhi, wmax, logn = bounds
+    return (_segment_reduce(lo, seg, S, "amin"), _segment_reduce(hi, seg, S, "amax"),
+            _segment_reduce(lvlo, seg, S, "amin"), _segment_reduce(lvhi, seg, S, "amax"),
+            _segment_reduce(wmax, seg, S, "amax"),
+            torch.zeros(S, dtype=logn.dtype).index_add_(0, seg, logn.exp()).log())
+
+
+def box_upper_bound(z: Tensor, lo, hi, lvlo, lvhi, wmax) -> Tensor:
+    r"""U_g(z_i) for queries z (Q, D) and boxes (G, D): (Q, G); the torch form of the C kernel's bound."""
+    r = (lo[None] - z[:, None]).clamp_min(0.0) + (z[:, None] - hi[None]).clamp_min(0.0)
+    r2 = r * r
+    lv = torch.log(r2).clamp(min=lvlo[None], max=lvhi[None])  # log 0 = -inf: clamped to the low end
+    return wmax[None] - 0.5 * (z.shape[1] * LOG_2PI + (lv + r2 * torch.exp(-lv)).sum(2))
+
+
+def _grouped_transpose(x: Tensor, starts: np.ndarray) -> Tensor:
+    """Each group's rows (n_g, D) stored transposed, (D, n_g), at offset start * D: the C kernel's layout."""
+    N, D = x.shape
+    sizes = np.diff(np.append(starts, N))
+    seg = np.repeat(np.arange(len(starts)), sizes)
+    j = np.arange(N) - starts[seg]  # row within its group
+    dest = (starts[seg] * D)[:, None] + np.arange(D)[None, :] * sizes[seg][:, None] + j[:, None]
+    out = torch.empty(N * D, dtype=x.dtype)
+    out[torch.from_numpy(dest.reshape(-1))] = x.reshape(-1)
+    return out
+
+
+def _level(starts: np.ndarray, bounds: tuple[Tensor, ...], end: int) -> tuple[Tensor, ...]:
+    lo, hi, lvlo, lvhi, wmax, logn = (t.contiguous() for t in bounds)
+    return (torch.as_tensor(np.append(starts, end)).contiguous(), lo, hi, lvlo, lvhi,
+            torch.exp(lvlo).contiguous(), torch.exp(lvhi).contiguous(), wmax, logn)
+
+
+class PrunedMixture:
+    r"""A mixture prepared for pruned logsumexps: components sorted into groups once, queried many times.
+
+    ``PrunedMixture(mu, logvar, log_weights)(z)`` is :func:`pruned_joint_lse` (z, mu, logvar, log_weights);
+    preparing costs a k-d sort of the N means (about a second at N = 737,280), so callers with many
+    chunks of queries (the references' Monte Carlo) prepare once.
+    """
+
+    def __init__(self, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *, rel_tol: float = 1e-12,
+                 group_size: int = 64):
+        self.mu, self.logvar = mu.detach(), logvar.detach()
+        self.log_weights = None if log_weights is None else log_weights.detach()
+        N = mu.shape[0]
+        self.N = N
+        self.ready = native.get() is not None and mu.dtype == torch.float64
+        if not self.ready:
+            return
+        log_w = torch.zeros(N, dtype=torch.float64) if log_weights is None else self.log_weights.to(torch.float64)
+        self.scale = np.maximum(np.median(np.exp(0.5 * self.logvar.numpy()), axis=0), 1e-300)
+        perm, starts = kd_order(self.mu.numpy(), self.scale, group_size)
+        p = torch.as_tensor(perm)
+        mu_s, lv_s, w_s = self.mu[p].contiguous(), self.logvar[p].contiguous(), log_w[p].contiguous()
+        bounds = group_bounds(mu_s, lv_s, w_s, starts)
+        G = len(starts)
+        super_starts = np.arange(0, G, SUPER, dtype=np.int64)
+        self.groups = _level(starts, bounds, N)
+        self.supers = _level(super_starts, _merge_levels(bounds, super_starts), G)
+        self.mu_g = _grouped_transpose(mu_s, starts)
+        self.a_g = _grouped_transpose(0.5 * torch.exp(-lv_s), starts)
+        self.c = (-0.5 * (lv_s + LOG_2PI).sum(1) + w_s).contiguous()
+        self.max_group = int(np.diff(np.append(starts, N)).max())
+        self.log_cut = math.log(rel_tol / (G + len(super_starts)))
+        self.G = G
+        self.worth_pruning: bool | None = None  # decided by the first probe
+
+    def _run(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return native.pruned_joint_lse(z.contiguous(), self.mu_g, self.a_g, self.c, self.groups, self.supers,
+                                       self.max_group, self.log_cut)
+
+    def __call__(self, z: Tensor, stats: PruneStats | None = None) -> Tensor:
+        Q = z.shape[0]
+        if stats is not None:
+            stats.dense += Q * self.N
+        if self.ready and self.worth_pruning is None:
+            # a probe of spread-out queries: where pruning skips too little, the dense kernel is faster
+            probe = torch.as_tensor(np.linspace(0, Q - 1, min(Q, PROBE)).astype(np.int64))
+            _, evaluated = self._run(z.detach()[probe])
+            self.worth_pruning = float(evaluated.double().mean()) <= WORTH_PRUNING * self.N
+        if not self.ready or not self.worth_pruning:
+            if stats is not None:
+                stats.evaluated += Q * self.N
+            return joint_lse(z, self.mu, self.logvar, self.log_weights)
+        q_perm, _ = kd_order(z.detach().numpy(), self.scale, 256)  # nearby queries visit the same groups
+        qp = torch.as_tensor(q_perm)
+        got, evaluated = self._run(z.detach()[qp])
+        out = torch.empty(Q, dtype=torch.float64)
+        out[qp] = got
+        if stats is not None:
+            stats.evaluated += int(evaluated.sum())
+            stats.groups = self.G
+            stats.native = True
+        return out
+
+
+def pruned_joint_lse(z: Tensor, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *,
+                     rel_tol: float = 1e-12, group_size: int = 64, stats: PruneStats | None = None) -> Tensor:
+    r"""out_i = logsumexp_n (log N(z_i; mu_n, diag exp(logvar_n)) + log w_n), (Q,), exact to ``rel_tol``.
+
+    Unvalidated internal: float64 CPU tensors z (Q, D), mu and logvar (N, D), optional finite
+    ``log_weights`` (N,). ``stats``, if given, receives the number of kernel terms evaluated. For many
+    calls on one mixture, prepare it once: :class:`PrunedMixture`.
+    """
+    return PrunedMixture(mu, logvar, log_weights, rel_tol=rel_tol, group_size=group_size)(z, stats)
