@@ -39,7 +39,7 @@ from .joint import joint_lse
 __all__ = ["pruned_joint_lse", "PrunedMixture", "PruneStats", "kd_order", "group_bounds", "box_upper_bound", "SUPER"]
 
 SUPER = 32  # groups per super-group
-PROBE = 128  # queries tried first: the pruned loop runs only where it skips enough
+PROBE = 64  # queries tried first: the pruned loop runs only where it skips enough
 WORTH_PRUNING = 0.25  # largest fraction of the terms it may evaluate (its terms cost about 3x the dense ones)
 
 
