@@ -154,11 +154,11 @@ def _decompose_call(fld: Posteriors, index: torch.Tensor, z: torch.Tensor, unit:
 
 
 @dataclass(frozen=True)
-class AggregateUnit(Unit):
-    r"""An estimator of the aggregate-posterior quantities on one field, at one batch size (and k).
+class FieldUnit(Unit):
+    r"""What the two kinds of unit on a posterior field share: their cells, their field and its reference.
 
-    ``N`` and ``D`` are the built field's actual sizes, so the unit key can be recomputed from a
-    CSV row (resume) without rebuilding anything. ``k`` is None for estimators that take none.
+    ``N`` and ``D`` are the built field's actual sizes, so the unit key can be recomputed from a CSV
+    row (resume) without rebuilding anything; ``k`` is None where it does not apply.
     """
 
     scenario: str
@@ -178,14 +178,23 @@ class AggregateUnit(Unit):
     def field_id(self) -> tuple:
         return (self.scenario, self.separation)
 
-    @property
-    def info(self):
-        return ESTIMATORS[self.estimator]
-
     def cell_columns(self) -> dict:
         return {"scenario": self.scenario, "N": int(self.N), "D": int(self.D), "separation": self.separation,
                 "scenario_seed": int(self.scenario_seed), "estimator": self.estimator,
                 "batch_size": int(self.batch_size), "k": int(self.k or 0), "dtype": self.dtype}
+
+    def reference(self, plan, cache, progress=None) -> dict:
+        fid = self.field_id
+        return compute_reference(plan.fields[fid], plan.reference_settings[fid], cache, progress=progress)
+
+
+@dataclass(frozen=True)
+class AggregateUnit(FieldUnit):
+    r"""An estimator of the aggregate-posterior quantities on one field, at one batch size (and k)."""
+
+    @property
+    def info(self):
+        return ESTIMATORS[self.estimator]
 
     def info_columns(self, quantity: str) -> dict:
         info = self.info
@@ -193,10 +202,6 @@ class AggregateUnit(Unit):
         out.update(theory_columns(quantity, self.N, self.D, self.batch_size, unbiased_inside=bool(info.unbiased_inside),
                                   estimator=self.estimator, mi_bound=info.mi_bound))
         return out
-
-    def reference(self, plan, cache, progress=None) -> dict:
-        fid = self.field_id
-        return compute_reference(plan.fields[fid], plan.reference_settings[fid], cache, progress=progress)
 
     def measure(self, plan) -> Measurement:
         r"""R replicate estimates, 95% intervals (mean of the terms +- 1.96 se) and call times."""
@@ -234,7 +239,7 @@ class AggregateUnit(Unit):
 
 
 @dataclass(frozen=True)
-class DirectUnit(Unit):
+class DirectUnit(FieldUnit):
     r"""A direct estimator (``estimators.direct.DIRECT_ESTIMATORS``) on one field.
 
     ``batch_size`` is the batch the estimate uses: the replicate batch a moment estimator is computed on,
@@ -242,31 +247,9 @@ class DirectUnit(Unit):
     steps (None for the others). ``quantities`` are the estimator's own.
     """
 
-    scenario: str
-    N: int
-    D: int
-    separation: float | None
-    scenario_seed: int
-    estimator: str
-    batch_size: int
-    k: int | None
-    quantities: tuple[str, ...]
-    replicates: int
-    dtype: str
-    seed: int
-
-    @property
-    def field_id(self) -> tuple:
-        return (self.scenario, self.separation)
-
     @property
     def info(self):
         return DIRECT_ESTIMATORS[self.estimator]
-
-    def cell_columns(self) -> dict:
-        return {"scenario": self.scenario, "N": int(self.N), "D": int(self.D), "separation": self.separation,
-                "scenario_seed": int(self.scenario_seed), "estimator": self.estimator,
-                "batch_size": int(self.batch_size), "k": int(self.k or 0), "dtype": self.dtype}
 
     def info_columns(self, quantity: str) -> dict:
         out = {"family": self.info.family, "published_variant": False}
@@ -274,10 +257,6 @@ class DirectUnit(Unit):
                                   estimator=self.estimator))
         out["mws_offset"] = math.nan  # a constant of the minibatch estimators, not of these
         return out
-
-    def reference(self, plan, cache, progress=None) -> dict:
-        fid = self.field_id
-        return compute_reference(plan.fields[fid], plan.reference_settings[fid], cache, progress=progress)
 
     def measure(self, plan) -> Measurement:
         r"""R replicate estimates and call times; the density ratio's interval is its logit mean +- 1.96 se

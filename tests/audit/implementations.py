@@ -33,8 +33,7 @@ def mss_matrix(B, N, dtype):
 
 
 def scalars(z, mu, logvar, log_qz, log_prod):
-    own = pairwise(z[:, None], mu[:, None], logvar[:, None])[:, 0, 0].sum(-1) if False else \
-        (-0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar))).sum(1)
+    own = (-0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar))).sum(1)
     prior = (-0.5 * (LOG_2PI + z ** 2)).sum(1)
     return {"mi": (own - log_qz).mean(), "kl_agg": (log_qz - prior).mean(), "tc": (log_qz - log_prod).mean(),
             "dimwise_kl": (log_prod - prior).mean()}
@@ -93,30 +92,27 @@ def he_calc_mi(z, mu, logvar, N):
 
 # --- the bugs ----------------------------------------------------------------------------------
 
-def shipped_stride(z, mu, logvar, N):
-    """rtqichen/beta-tcvae's _log_importance_weight_matrix, stride bug included, as TC."""
-    B = z.shape[0]
+def shipped_matrix(B, N):
+    """rtqichen/beta-tcvae's _log_importance_weight_matrix as shipped (float32), stride bug included."""
     M = B - 1
     strat = (N - M) / (N * M)
     W = torch.empty(B, B).fill_(1 / M)
     W.view(-1)[::M + 1] = 1 / N
     W.view(-1)[1::M + 1] = strat
     W[M - 1, 0] = strat
-    log_w = W.log().to(z.dtype)
+    return W
+
+
+def shipped_stride(z, mu, logvar, N):
+    """The shipped matrix applied to the joint and to each marginal, as TC."""
+    log_w = shipped_matrix(z.shape[0], N).log().to(z.dtype)
     lq, lp = weighted(z, mu, logvar, log_w, log_w)
     return {"tc": (lq - lp).mean()}
 
 
 def yanndubs_is_mss(z, mu, logvar, N):
     """disentangling-vae _get_log_pz_qz_prodzi_qzCx with is_mss=True: the shipped matrix added to every L_ijd."""
-    B = z.shape[0]
-    M = B - 1
-    strat = (N - M) / (N * M)
-    W = torch.empty(B, B).fill_(1 / M)
-    W.view(-1)[::M + 1] = 1 / N
-    W.view(-1)[1::M + 1] = strat
-    W[M - 1, 0] = strat
-    L = pairwise(z, mu, logvar) + W.log().to(z.dtype)[:, :, None]
+    L = pairwise(z, mu, logvar) + shipped_matrix(z.shape[0], N).log().to(z.dtype)[:, :, None]
     return torch.logsumexp(L.sum(2), 1), torch.logsumexp(L, 1).sum(1)
 
 
