@@ -116,8 +116,9 @@ def _execute(plan_: Plan, out: Path, name: str, progress: bool, log) -> Path:
     try:
         for unit in todo:
             bar.set_postfix_str(unit.label, refresh=False)
-            store.put(run_unit(unit, plan_, references), order)
+            store.append(run_unit(unit, plan_, references))  # on disk before the next unit starts
             bar.update(1)
     finally:
         bar.close()
+        store.flush(order)  # once, at the end (also when interrupted): the rows in the grid's order
     return store.path

@@ -75,3 +75,48 @@ def test_missing_and_foreign_files(tmp_path):
     with pytest.raises(ValueError, match="is not a benchmark CSV"):
         ResultStore(tmp_path / "x.csv")
     assert (tmp_path / "x.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_append_writes_whole_lines_and_reads_back_exactly(tmp_path):
+    """Appended rows read back bit-identical; the final flush gives the same file as rewriting every time."""
+    (agg, px), rows = _rows()
+    store = ResultStore(tmp_path / "a.csv")
+    store.append(rows[:2])
+    store.append(rows[2:])
+    text = (tmp_path / "a.csv").read_text()
+    assert text.count("\n") == 4 and text.startswith(",".join(COLUMN_NAMES) + "\n")  # one header, three rows
+    again = ResultStore(tmp_path / "a.csv")
+    assert again.is_done(agg) and again.is_done(px)
+    ResultStore(tmp_path / "p.csv").put(rows)
+    again.flush()
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
+
+
+def test_a_later_appended_row_supersedes_and_a_cut_line_is_dropped(tmp_path):
+    (agg, px), rows = _rows()
+    path = tmp_path / "a.csv"
+    store = ResultStore(path)
+    store.append([dict(rows[2], status="error", error="boom")])
+    store.append(rows[:2])
+    store.append([rows[2]])  # the retried cell, now ok
+    with open(path, "a") as fh:  # a crash in the middle of the next append
+        fh.write("1e3,mi,mss,40,3,4,0,5,0.5")
+    reopened = ResultStore(path)
+    assert reopened.is_done(px) and reopened.is_done(agg) and len(reopened.rows) == 3
+    assert path.read_text().endswith("\n")  # the partial line is gone, the finished rows kept
+    assert len(read_results(path)) == 4  # the superseded error row is still a line until the final flush
+    reopened.flush()
+    assert len(read_results(path)) == 3
+
+
+def test_append_to_a_file_in_another_column_order_rewrites_it(tmp_path):
+    (agg, px), rows = _rows()
+    path = tmp_path / "a.csv"
+    ResultStore(path).put(rows[:2])
+    cols = COLUMN_NAMES[::-1]
+    import pandas as pd
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)[cols]
+    df.to_csv(path, index=False)
+    store = ResultStore(path)
+    store.append(rows[2:])
+    assert path.read_text().splitlines()[0] == ",".join(COLUMN_NAMES) and len(read_results(path)) == 3
