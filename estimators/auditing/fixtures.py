@@ -17,7 +17,6 @@ estimator and every known mutation is evaluated on the same inputs. The set cros
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -89,8 +88,3 @@ def make_fixtures() -> list[Fixture]:
             for dtype in (torch.float64, torch.float32):
                 out.append(Fixture(kind, B, D, N, dtype, group, z.to(dtype), mu.to(dtype), logvar.to(dtype)))
     return out
-
-
-def log_sizes(fixture: Fixture) -> tuple[float, float]:
-    r"""(log N, log B) of a fixture."""
-    return math.log(fixture.N), math.log(fixture.B)

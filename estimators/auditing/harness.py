@@ -15,7 +15,6 @@ inside the harness.
 """
 from __future__ import annotations
 
-import math
 import traceback
 from dataclasses import dataclass, field
 
@@ -163,7 +162,3 @@ def check_differentiable(fn, fixture: Fixture) -> str | None:
     if bad:
         return f"the gradient with respect to {', '.join(bad)} is not finite on the fixture {fixture.name}"
     return None
-
-
-def nats(x: float) -> str:
-    return "nan" if not math.isfinite(x) else f"{x:.4g}"
