@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "cache_dir", "atomic_path", "write_atomic"]
+__all__ = ["CACHE_ENV", "cache_dir", "atomic_path", "write_atomic", "write_if_changed"]
 
 CACHE_ENV = "VAE_ESTIMATORS_CACHE"
 
@@ -49,3 +49,16 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def write_if_changed(path: str | os.PathLike, data: str | bytes) -> bool:
+    r"""Write ``data`` to ``path`` atomically unless the file already holds exactly it; whether it wrote."""
+    path = Path(path)
+    new = data.encode() if isinstance(data, str) else data
+    try:
+        if path.is_file() and path.read_bytes() == new:
+            return False
+    except OSError:
+        pass
+    write_atomic(path, data)
+    return True

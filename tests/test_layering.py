@@ -2,7 +2,7 @@
 
 Stages, in order (a module may import from its own stage and earlier ones):
 
-    foundation (numerics, validation, files, digits, posteriors) -> kernels -> log_qz -> decompose
+    foundation (numerics, validation, files, figures, digits, posteriors) -> kernels -> log_qz -> decompose
     -> direct -> references -> log_px -> scenarios -> gradients -> bench -> auditing, testing
     -> commands, cli, __main__
 
@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "estimators"
 STAGES = [
-    {"numerics", "validation", "files", "digits", "posteriors"},
+    {"numerics", "validation", "files", "figures", "digits", "posteriors"},
     {"kernels"},
     {"log_qz"},
     {"decompose"},

@@ -6,50 +6,21 @@ estimators share a gradient, and the training study's table when a ``training.cs
 """
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..files import write_atomic
+from ..figures import pyplot, save_png
+from ..files import write_if_changed
 
-__all__ = ["plot_gradients", "gradients_markdown", "training_markdown", "write_report", "png_bytes",
-           "write_if_changed"]
+__all__ = ["plot_gradients", "gradients_markdown", "training_markdown", "write_report"]
 
 PLOT_METRICS = (("rel_bias", "rel. bias ||E g^ - g||/||g|| (symlog)"), ("snr", "SNR ||E g^|| / sd"),
                 ("cos_single", "cos(g^_r, g): one step"))
 QUANTITY_ORDER = ("grad_mi", "grad_kl_agg", "grad_tc", "grad_dimwise_kl")
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def png_bytes(fig) -> bytes:
-    r"""The figure as PNG bytes: fixed resolution, no metadata that changes between runs."""
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=100, format="png", metadata={"Software": None})
-    return buf.getvalue()
-
-
-def write_if_changed(path: Path, data: bytes | str) -> bool:
-    r"""Write ``data`` atomically unless ``path`` already holds exactly it; whether it wrote."""
-    path = Path(path)
-    new = data.encode() if isinstance(data, str) else data
-    try:
-        if path.is_file() and path.read_bytes() == new:
-            return False
-    except OSError:
-        pass
-    write_atomic(path, data)
-    return True
+DPI = 100
 
 
 def _quantities(df: pd.DataFrame) -> list[str]:
@@ -63,7 +34,7 @@ def plot_gradients(df: pd.DataFrame, path: Path) -> bool:
     labelled "a = b". Returns False (writes nothing) for an empty table."""
     if df.empty:
         return False
-    plt = _plt()
+    plt = pyplot()
     fields = list(dict.fromkeys(df["field"]))
     quantities = _quantities(df)
     # one series per estimator (and k), merged with those it equals everywhere
@@ -132,11 +103,7 @@ def plot_gradients(df: pd.DataFrame, path: Path) -> bool:
     fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize=7.5, frameon=False)
     fig.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=legend_in / height, top=1 - 0.5 / height,
                         wspace=0.25, hspace=0.55)
-    try:
-        data = png_bytes(fig)
-    finally:
-        plt.close(fig)
-    return write_if_changed(path, data)
+    return save_png(fig, path, DPI)
 
 
 def _fmt(x: float, digits: int = 3) -> str:

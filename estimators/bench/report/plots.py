@@ -23,35 +23,24 @@ unchanged data leaves the files -- and a git checkout of them -- untouched. (The
 """
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ...files import write_atomic
+from ...figures import pyplot, save_png
 from ..grid import AGGREGATE_QUANTITIES, LOG_PX
 from .select import aggregate_rows, direct_rows, is_published, latest_cells
 
-__all__ = ["plot_bias", "plot_pareto", "plot_log_px", "plot_direct", "plot_density_ratio", "pareto_front", "png_bytes",
-           "write_if_changed", "PLOTS"]
+__all__ = ["plot_bias", "plot_pareto", "plot_log_px", "plot_direct", "plot_density_ratio", "pareto_front", "PLOTS"]
 
-PNG_METADATA = {"Software": None}  # no matplotlib version: the bytes depend on the figure only
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+DPI = 110
 
 
 def _styles(names) -> dict[str, dict]:
     r"""A distinct colour per series: tab10 first, then the light half of tab20."""
-    plt = _plt()
+    plt = pyplot()
     colors = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("tab20").colors[1::2])
     return {n: {"color": colors[i % len(colors)]} for i, n in enumerate(sorted(names))}
 
@@ -76,7 +65,7 @@ def _title_and_legend(fig, axes, title: str) -> None:
 
 def _panel_grid(d: pd.DataFrame):
     r"""One panel per (scenario label, quantity): rows are scenarios, columns quantities."""
-    plt = _plt()
+    plt = pyplot()
     labels = list(dict.fromkeys(d["label"]))
     quantities = [q for q in AGGREGATE_QUANTITIES if q in set(d["quantity"])]
     styles = _styles(set(d["series"]))
@@ -200,7 +189,7 @@ def plot_log_px(df: pd.DataFrame, path: Path) -> bool:
     d = d[d["quantity"] == LOG_PX]
     if d.empty:
         return False
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.ticker import NullFormatter
 
     tasks = list(dict.fromkeys(d["scenario"]))
@@ -272,7 +261,7 @@ def plot_density_ratio(df: pd.DataFrame, path: Path) -> bool:
     d = d[(d["family"] == "density_ratio") & (d["quantity"] == "tc")] if len(d) else d
     if d.empty:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0), squeeze=False)
     left, right = axes[0]
     fields = d.groupby("label", sort=False)["reference"].first().sort_values()
@@ -304,33 +293,8 @@ def plot_density_ratio(df: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def png_bytes(fig) -> bytes:
-    r"""The figure as PNG bytes: fixed resolution and metadata, no timestamp."""
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=110, format="png", metadata=PNG_METADATA)
-    return buf.getvalue()
-
-
-def write_if_changed(path: Path, data: bytes | str) -> bool:
-    r"""Write ``data`` to ``path`` atomically unless the file already holds exactly it; whether it wrote."""
-    path = Path(path)
-    new = data.encode() if isinstance(data, str) else data
-    try:
-        if path.is_file() and path.read_bytes() == new:
-            return False
-    except OSError:
-        pass
-    write_atomic(path, data)
-    return True
-
-
 def _save(fig, path: Path) -> bool:
-    plt = _plt()
-    try:
-        data = png_bytes(fig)
-    finally:
-        plt.close(fig)
-    return write_if_changed(path, data)
+    return save_png(fig, path, DPI)
 
 
 # suffix of the file name -> plot function, in the order the summary shows them

@@ -19,7 +19,8 @@ from ..grid import AGGREGATE_QUANTITIES, LOG_PX
 from ..metrics import Z_CHECK
 from .columns import columns_table
 from .format import fmt, md_table
-from .plots import PLOTS, write_if_changed
+from ...files import write_if_changed
+from .plots import PLOTS
 from .select import DIRECT_FAMILIES, aggregate_rows, best_by_rmse, direct_rows, latest_cells, load_results
 
 __all__ = ["write_report", "summary_markdown", "DIRECT_DWARF"]
