@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..files import atomic_path, cache_dir
 from ..numerics import kl_to_prior
 from ..posteriors import Posteriors
-from ..scenarios.vae_digits import Recipe, load_digits_data, recipe_for
+from ..scenarios.vae_digits import DigitsVAE, Recipe, load_digits_data, recipe_for
 
 __all__ = ["EncoderProblem", "LinearEncoder", "DigitsVAE", "linear_problem", "digits_problem", "train_digits_vae",
            "make_problem", "PROBLEMS", "DIGITS_RECIPE", "save_digits_encoder"]
@@ -153,35 +153,6 @@ def linear_problem(N: int = 2048, D: int = 2, P: int = 6, *, seed: int = 0, scal
     name = f"linear-d{D}" + ("-prior" if prior else "")
     return EncoderProblem(name, x, enc, f"linear encoder mu = X A + a, logvar = X C + c on X ~ N(0, I_{P}), "
                                         f"N = {N}, D = {D}" + (", every posterior the prior" if prior else ""))
-
-
-class DigitsVAE(nn.Module):
-    r"""The MLP VAE of the ``vae-digits`` scenario: encoder 64-h-...-2D, decoder mirrored, Bernoulli pixels.
-
-    Built like :class:`estimators.scenarios.vae_digits._VAE` (the same layers in the same order, so the same seed
-    gives the same initial weights).
-    """
-
-    def __init__(self, n_pixels: int = 64, hidden: tuple[int, ...] = (128, 128), latent_dim: int = 8) -> None:
-        super().__init__()
-
-        def mlp(sizes: list[int]) -> nn.Sequential:
-            layers: list[nn.Module] = []
-            for a, b in zip(sizes[:-2], sizes[1:-1]):
-                layers += [nn.Linear(a, b), nn.ReLU()]
-            return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
-
-        self.latent_dim = latent_dim
-        self.encoder = mlp([n_pixels, *hidden, 2 * latent_dim])
-        self.decoder = mlp([latent_dim, *reversed(hidden), n_pixels])
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.encoder(x).split(self.latent_dim, dim=-1)
-        return mu, logvar
-
-    def recon_nll(self, x: Tensor, z: Tensor) -> Tensor:
-        r"""-log p(x|z) per row (Bernoulli likelihood of the intensities), (B,)."""
-        return nn.functional.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(1)
 
 
 class _EncoderOf(nn.Module):

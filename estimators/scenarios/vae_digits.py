@@ -41,6 +41,7 @@ from ..posteriors import Posteriors
 __all__ = [
     "Recipe",
     "DEFAULT_RECIPE",
+    "DigitsVAE",
     "DIGITS_N",
     "TRAINER_VERSION",
     "beta_for_separation",
@@ -132,8 +133,10 @@ def load_digits_data() -> torch.Tensor:
     return digits_images(torch.float32)
 
 
-class _VAE(nn.Module):
-    def __init__(self, n_pixels: int, hidden: tuple[int, ...], latent_dim: int) -> None:
+class DigitsVAE(nn.Module):
+    r"""The MLP VAE of the scenario: encoder 64-h-...-2D, decoder mirrored, Bernoulli pixels."""
+
+    def __init__(self, n_pixels: int = 64, hidden: tuple[int, ...] = (128, 128), latent_dim: int = 8) -> None:
         super().__init__()
 
         def mlp(sizes: list[int]) -> nn.Sequential:
@@ -149,6 +152,10 @@ class _VAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).split(self.latent_dim, dim=-1)
         return mu, logvar
+
+    def recon_nll(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r"""-log p(x|z) per row (Bernoulli likelihood of the intensities), (B,)."""
+        return nn.functional.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(1)
 
 
 def _progress_bar(recipe: Recipe):
@@ -178,7 +185,7 @@ def train_vae(recipe: Recipe = DEFAULT_RECIPE) -> tuple[np.ndarray, np.ndarray]:
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
-            model = _VAE(x.shape[1], recipe.hidden, recipe.latent_dim)
+            model = DigitsVAE(x.shape[1], recipe.hidden, recipe.latent_dim)
             opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
             with _progress_bar(recipe) as bar:
                 for _ in range(recipe.epochs):
@@ -187,10 +194,7 @@ def train_vae(recipe: Recipe = DEFAULT_RECIPE) -> tuple[np.ndarray, np.ndarray]:
                         xb = x[idx]
                         mu, logvar = model.encode(xb)
                         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                        logits = model.decoder(z)
-                        nll = nn.functional.binary_cross_entropy_with_logits(logits, xb, reduction="none").sum(1)
-                        kl = kl_to_prior(mu, logvar)
-                        loss = (nll + recipe.beta * kl).mean()
+                        loss = (model.recon_nll(xb, z) + recipe.beta * kl_to_prior(mu, logvar)).mean()
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
