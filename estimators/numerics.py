@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["LOG_2PI", "ACCUMULATE", "exp_clamp", "log_normal", "log_standard_normal", "kl_to_prior",
+__all__ = ["LOG_2PI", "ACCUMULATE", "exp_clamp", "logsumexp", "log_normal", "log_standard_normal", "kl_to_prior",
            "neg_entropy_normal"]
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -26,6 +26,14 @@ ACCUMULATE = torch.float64  # dtype of the matrix-product form of the joint kern
 def exp_clamp(dtype: torch.dtype) -> float:
     r"""Lower clamp of (x - max) before exp: -80 in float32 (and narrower), -700 in float64."""
     return -80.0 if torch.finfo(dtype).bits <= 32 else -700.0
+
+
+def logsumexp(x: Tensor, dim: int) -> Tensor:
+    r"""logsumexp over ``dim`` with the exact maximum subtracted and the exp clamped (:func:`exp_clamp`), so
+    no term takes the denormal path; a row of -inf stays -inf. Differentiable (the maximum is a constant)."""
+    m = x.amax(dim, keepdim=True).detach()
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    return (m + torch.exp((x - m).clamp_min(exp_clamp(x.dtype))).sum(dim, keepdim=True).log()).squeeze(dim)
 
 
 def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:

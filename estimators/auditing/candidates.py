@@ -28,7 +28,7 @@ from .. import kernels
 from ..decompose import decompose
 from ..log_qz import ESTIMATORS
 from ..log_qz.weights import cached_log_weights
-from ..numerics import exp_clamp, log_normal, log_standard_normal
+from ..numerics import log_normal, log_standard_normal, logsumexp
 from .fixtures import Fixture
 
 __all__ = ["Candidate", "candidates", "evaluate", "BUGS", "CORRECT_FIX"]
@@ -82,7 +82,8 @@ def _quantities(z, mu, logvar, log_qz, log_qz_dims) -> dict:
     own = log_normal(z, mu, logvar).sum(1)
     prior = log_standard_normal(z)
     prod = log_qz_dims.sum(1)
-    return {"log_qz": log_qz, "log_prod_qz": prod, "log_dims": log_qz_dims, "mi": (own - log_qz).mean(), "kl_agg": (log_qz - prior).mean(),
+    return {"log_qz": log_qz, "log_prod_qz": prod, "log_dims": log_qz_dims, "mi": (own - log_qz).mean(),
+            "kl_agg": (log_qz - prior).mean(),
             "tc": (log_qz - prod).mean(), "dimwise_kl": (prod - prior).mean()}
 
 
@@ -110,22 +111,15 @@ def _weighted(joint_weights: Callable, marginal_weights: Callable) -> Callable[[
     return values
 
 
-def _lse_over_samples(L: Tensor) -> Tensor:
-    """logsumexp over axis 0 with the max subtracted and the exp clamped (no denormal slow path)."""
-    m = L.max(0).values
-    return m + torch.exp((L - m).clamp_min(exp_clamp(L.dtype))).sum(0).log()
-
-
 def _wrong_axis(log_weight: Callable[[Fixture], float]) -> Callable[[Fixture], dict]:
     r"""Values of LSE_i (L_ij) + c: the pairwise matrix reduced over the samples, not the components."""
     def values(fx: Fixture) -> dict:
         z, mu, logvar = _f64(fx)
         with torch.no_grad():
             c = log_weight(fx)
-            log_qz = _lse_over_samples(kernels.log_normal_matrix(z, mu, logvar)) + c
-            dims = torch.stack([_lse_over_samples(kernels.log_normal_matrix(z[:, d:d + 1], mu[:, d:d + 1],
-                                                                            logvar[:, d:d + 1]))
-                                for d in range(fx.D)], 1) + c
+            log_qz = logsumexp(kernels.log_normal_matrix(z, mu, logvar), 0) + c
+            per_dim = (kernels.log_normal_matrix(z[:, d:d + 1], mu[:, d:d + 1], logvar[:, d:d + 1]) for d in range(fx.D))
+            dims = torch.stack([logsumexp(L, 0) for L in per_dim], 1) + c
         return _quantities(z, mu, logvar, log_qz, dims)
 
     return values

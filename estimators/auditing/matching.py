@@ -4,8 +4,8 @@ r"""Matching a user's outputs with the candidates: exact matches, offset signatu
 match is exact up to float32 rounding: per sample, ``RTOL * scale_i`` with RTOL = 64 eps_float32
 (about 7.6e-6) and scale_i = 1 + sum_d |L_iid| + |log q^(z_i)| + sum_d |log q^(z_id)| +
 D (log N + log B + 1), the size of the numbers a float32 computation adds up for sample i (its own
-log-density terms, its outputs and the constants), each candidate with its own outputs. A scalar (a mean over the batch of differences of
-two per-sample values) gets twice the mean per-sample tolerance.
+log-density terms, its outputs and the constants), each candidate with its own outputs. A scalar (a mean
+over the batch of differences of two per-sample values) gets twice the mean per-sample tolerance.
 
 **Offset signatures.** Where no candidate matches, the residual user - candidate of every returned
 value is tested for being one constant per fixture (every sample of the fixture shifted alike) that

@@ -64,7 +64,8 @@ def kd_order(points: np.ndarray, scale: np.ndarray, leaf: int) -> tuple[np.ndarr
     in depth-first order, so consecutive leaves are near each other. The C kernel's loop where it can
     run (float64), else this one (the same splits; ties may be ordered differently)."""
     if points.dtype == np.float64:
-        got = native.kd_order(torch.from_numpy(np.ascontiguousarray(points)), torch.from_numpy(np.asarray(scale, dtype=np.float64)), leaf)
+        got = native.kd_order(torch.from_numpy(np.ascontiguousarray(points)),
+                              torch.from_numpy(np.asarray(scale, dtype=np.float64)), leaf)
         if got is not None:
             return got[0].numpy(), got[1].numpy()
     return _kd_order_numpy(points, scale, leaf)

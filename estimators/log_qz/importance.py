@@ -23,7 +23,7 @@ from torch import Tensor
 
 from torch.utils.checkpoint import checkpoint
 
-from ..numerics import exp_clamp, log_normal
+from ..numerics import log_normal, logsumexp
 from .batch import Batch
 from .registry import register_estimator
 
@@ -33,19 +33,12 @@ PROPOSALS = ("uniform", "own")
 CHUNK_BYTES = 2**23  # one chunk of the (B, k, D) log-densities: 8 MB
 
 
-def _lse(x: Tensor, dim: int) -> Tensor:
-    """logsumexp with the max subtracted and the exp clamped (no denormal slow path); -inf rows stay -inf."""
-    m = x.amax(dim, keepdim=True).detach()
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    return (m + torch.exp((x - m).clamp_min(exp_clamp(x.dtype))).sum(dim, keepdim=True).log()).squeeze(dim)
-
-
 def _chunk(z: Tensor, field_mu: Tensor, field_logvar: Tensor, idx: Tensor,
            marginals: bool) -> tuple[Tensor, Tensor]:
     """LSE over one chunk of draws: joint (B,) and marginals (B, D) (empty if not ``marginals``)."""
     L = log_normal(z[:, None, :], field_mu[idx], field_logvar[idx])  # (B, k_c, D)
-    joint = _lse(L.sum(2), 1)
-    return joint, (_lse(L, 1) if marginals else z.new_empty(0))
+    joint = logsumexp(L.sum(2), 1)
+    return joint, (logsumexp(L, 1) if marginals else z.new_empty(0))
 
 
 def _streamed(batch: Batch, idx: Tensor, marginals: bool) -> tuple[Tensor, Tensor | None]:
@@ -62,8 +55,8 @@ def _streamed(batch: Batch, idx: Tensor, marginals: bool) -> tuple[Tensor, Tenso
         dims.append(d)
     if len(joints) == 1:
         return joints[0], (dims[0] if marginals else None)
-    log_qz = _lse(torch.stack(joints, 1), 1)
-    return log_qz, (_lse(torch.stack(dims, 1), 1) if marginals else None)
+    log_qz = logsumexp(torch.stack(joints, 1), 1)
+    return log_qz, (logsumexp(torch.stack(dims, 1), 1) if marginals else None)
 
 
 def _randint(high: int, shape: tuple[int, int], generator, device) -> Tensor:
