@@ -84,11 +84,9 @@ def _label_panel(ax, title: str, xlabel: str | None, ylabel: str | None) -> None
         ax.set_ylabel(ylabel)
 
 
-def plot_bias(df: pd.DataFrame, path: Path) -> bool:
-    r"""Bias +- 1.96 se against batch size: rows = scenarios, columns = quantities."""
-    d = aggregate_rows(df)
-    if d.empty:
-        return False
+def _bias_panels(d: pd.DataFrame, path: Path, title: str, line) -> bool:
+    r"""Bias +- 1.96 se against batch size, rows = scenarios, columns = quantities; ``line(g, s, n_series)``
+    gives series s's x values and line style."""
     labels, quantities, styles, fig, axes = _panel_grid(d)
     for i, label in enumerate(labels):
         for j, q in enumerate(quantities):
@@ -97,19 +95,31 @@ def plot_bias(df: pd.DataFrame, path: Path) -> bool:
             n_series = cell["series"].nunique()
             for s, (series, g) in enumerate(cell.groupby("series", sort=True)):
                 g = g.sort_values("batch_size")
-                published = bool(is_published(g).any())
-                dodge = 2.0 ** (0.05 * (s - (n_series - 1) / 2))  # side by side, so error bars stay visible
-                ax.errorbar(g["batch_size"] * dodge, g["bias"], yerr=1.96 * g["bias_se"].fillna(0), label=series,
-                            marker="o", ms=3, lw=1.2, capsize=2, ls="--" if published else "-", **styles[series])
+                x, ls = line(g, s, n_series)
+                ax.errorbar(x, g["bias"], yerr=1.96 * g["bias_se"].fillna(0), label=series, marker="o", ms=3,
+                            lw=1.2, capsize=2, ls=ls, **styles[series])
             ax.axhline(0.0, color="black", lw=0.8)
             ax.set_xscale("log", base=2)
             _symlog_if_wide(ax, cell["bias"].abs().to_numpy() + 1.96 * cell["bias_se"].fillna(0).to_numpy())
             _label_panel(ax, f"{label}: {q}", "batch size B" if i == len(labels) - 1 else None,
                          "bias (nats)" if j == 0 else None)
-    _title_and_legend(fig, axes, "Bias against batch size (error bars: 95% Monte Carlo interval; "
-                      "dashed: published variants)")
+    _title_and_legend(fig, axes, title)
     _save(fig, path)
     return True
+
+
+def plot_bias(df: pd.DataFrame, path: Path) -> bool:
+    r"""Bias +- 1.96 se against batch size: rows = scenarios, columns = quantities."""
+    d = aggregate_rows(df)
+    if d.empty:
+        return False
+
+    def line(g, s, n_series):
+        dodge = 2.0 ** (0.05 * (s - (n_series - 1) / 2))  # side by side, so error bars stay visible
+        return g["batch_size"] * dodge, "--" if bool(is_published(g).any()) else "-"
+
+    return _bias_panels(d, path, "Bias against batch size (error bars: 95% Monte Carlo interval; "
+                        "dashed: published variants)", line)
 
 
 def _symlog_if_wide(ax, magnitudes: np.ndarray) -> None:
@@ -234,25 +244,9 @@ def plot_direct(df: pd.DataFrame, path: Path) -> bool:
     d = direct_rows(df)
     if d.empty:
         return False
-    labels, quantities, styles, fig, axes = _panel_grid(d)
-    for i, label in enumerate(labels):
-        for j, q in enumerate(quantities):
-            ax = axes[i][j]
-            cell = d[(d["label"] == label) & (d["quantity"] == q)]
-            for series, g in cell.groupby("series", sort=True):
-                g = g.sort_values("batch_size")
-                ax.errorbar(g["batch_size"], g["bias"], yerr=1.96 * g["bias_se"].fillna(0), label=series, marker="o",
-                            ms=3, lw=1.2, capsize=2, ls="-" if len(g) > 1 else "none", **styles[series])
-            ax.axhline(0.0, color="black", lw=0.8)
-            ax.set_xscale("log", base=2)
-            if len(cell):
-                _symlog_if_wide(ax, cell["bias"].abs().to_numpy() + 1.96 * cell["bias_se"].fillna(0).to_numpy())
-            _label_panel(ax, f"{label}: {q}", "batch size B" if i == len(labels) - 1 else None,
-                         "bias (nats)" if j == 0 else None)
-    _title_and_legend(fig, axes, "Moment-based and density-ratio estimators: bias against batch size (95% error "
-                      "bars; density ratio: its training batch)")
-    _save(fig, path)
-    return True
+    return _bias_panels(d, path, "Moment-based and density-ratio estimators: bias against batch size (95% error "
+                        "bars; density ratio: its training batch)",
+                        lambda g, s, n_series: (g["batch_size"], "-" if len(g) > 1 else "none"))
 
 
 def plot_density_ratio(df: pd.DataFrame, path: Path) -> bool:
