@@ -15,17 +15,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...files import write_if_changed
 from ..grid import AGGREGATE_QUANTITIES, LOG_PX
 from ..metrics import Z_CHECK
 from .columns import columns_table
 from .format import fmt, md_table
-from ...files import write_if_changed
 from .plots import PLOTS
 from .select import DIRECT_FAMILIES, aggregate_rows, best_by_rmse, direct_rows, latest_cells, load_results
 
 __all__ = ["write_report", "summary_markdown", "DIRECT_DWARF"]
 
 DIRECT_DWARF = 100.0  # |bias| / reference_se above which a direct estimator's cell needs no finer reference
+
+
+def _bias_cells(g: pd.DataFrame, batch) -> list[str]:
+    r"""``bias +- se`` of one series at each batch size ("" where it has no cell)."""
+    out = []
+    for b in batch:
+        r = g[g["batch_size"] == b]
+        out.append(fmt(r.iloc[0]["bias"], r.iloc[0]["bias_se"]) if len(r) else "")
+    return out
 
 
 def _best_tables(df: pd.DataFrame) -> list[str]:
@@ -62,10 +71,7 @@ def _bias_tables(df: pd.DataFrame) -> list[str]:
         for q in [q for q in AGGREGATE_QUANTITIES if q in set(s["quantity"])]:
             for series in sorted(set(s[s["quantity"] == q]["series"])):
                 g = s[(s["quantity"] == q) & (s["series"] == series)]
-                cells = []
-                for b in batch:
-                    r = g[g["batch_size"] == b]
-                    cells.append(fmt(r.iloc[0]["bias"], r.iloc[0]["bias_se"]) if len(r) else "")
+                cells = _bias_cells(g, batch)
                 rows.append([q, series] + cells)
         out.append(f"#### {label} (N = {int(first['N'])}, D = {int(first['D'])}, R = {int(first['replicates'])})\n\n"
                    f"References: {'; '.join(ref_parts)}.\n\nBias ± Monte Carlo se (nats):\n\n"
@@ -118,10 +124,7 @@ def _direct_tables(df: pd.DataFrame) -> list[str]:
         for q in [q for q in AGGREGATE_QUANTITIES if q in set(s["quantity"])]:
             for series in sorted(set(s[s["quantity"] == q]["series"])):
                 g = s[(s["quantity"] == q) & (s["series"] == series)]
-                cells = []
-                for b in batch:
-                    r = g[g["batch_size"] == b]
-                    cells.append(fmt(r.iloc[0]["bias"], r.iloc[0]["bias_se"]) if len(r) else "")
+                cells = _bias_cells(g, batch)
                 last = g.sort_values("batch_size").iloc[-1]
                 rows.append([label, q, series, f"{last['reference']:.4g}"] + cells
                             + [f"{last['sd']:.3g}", f"{g['time_per_call_s'].median():.2g}"])
