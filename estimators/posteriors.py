@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .numerics import log_normal
-from .validation import as_float_tensor, check_finite, check_same_shape
+from .validation import as_posteriors
 
 __all__ = ["Posteriors", "load_posteriors", "save_posteriors"]
 
@@ -36,15 +36,11 @@ class Posteriors:
     name: str = "posteriors"
 
     def __post_init__(self) -> None:
-        mu = as_float_tensor("mu", self.mu, ndim=2)
-        logvar = as_float_tensor("logvar", self.logvar, ndim=2)
-        check_same_shape("mu", mu, "logvar", logvar)
+        mu, logvar = as_posteriors(self.mu, self.logvar)
         if mu.shape[0] == 0:
             raise ValueError("mu and logvar must hold at least one posterior (N >= 1), got N = 0")
         if mu.shape[1] == 0:
             raise ValueError("mu and logvar must have at least one latent dimension (D >= 1), got D = 0")
-        check_finite("mu", mu)
-        check_finite("logvar", logvar)
         dtype = torch.promote_types(torch.promote_types(mu.dtype, logvar.dtype), torch.float32)  # float16 -> 32
         object.__setattr__(self, "mu", mu.to(dtype))
         object.__setattr__(self, "logvar", logvar.to(dtype))

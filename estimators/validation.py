@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["set_validate_args", "validate_args", "validating", "as_float_tensor", "check_finite",
-           "check_same_shape", "as_int", "check_points"]
+           "check_same_shape", "as_int", "as_posteriors", "check_points"]
 
 _VALIDATE = True
 
@@ -96,6 +96,17 @@ def as_int(name: str, value, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def as_posteriors(mu, logvar) -> tuple[Tensor, Tensor]:
+    """``mu``, ``logvar`` as two float tensors of one (N, D) shape with finite values (N = 0 passes: callers say
+    whether a field may be empty)."""
+    mu = as_float_tensor("mu", mu, ndim=2)
+    logvar = as_float_tensor("logvar", logvar, ndim=2)
+    check_same_shape("mu", mu, "logvar", logvar)
+    check_finite("mu", mu)
+    check_finite("logvar", logvar)
+    return mu, logvar
 
 
 def check_points(z, mu, logvar) -> tuple[Tensor, Tensor, Tensor]:

@@ -102,3 +102,14 @@ def test_messages_name_the_argument():
 def test_check_points_promotes_to_a_common_dtype():
     z, mu, lv = check_points(torch.zeros(2, 3), torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 3))
     assert z.dtype == mu.dtype == lv.dtype == torch.float64
+
+
+def test_as_posteriors_checks_the_pair_and_allows_an_empty_field():
+    from estimators.validation import as_posteriors
+    mu, lv = as_posteriors([[0.0, 1.0]], torch.zeros(1, 2, dtype=torch.float64))
+    assert mu.shape == lv.shape == (1, 2) and mu.is_floating_point()
+    with pytest.raises(ValueError, match=r"mu and logvar must have the same shape, got \(1, 2\) and \(1, 3\)"):
+        as_posteriors(torch.zeros(1, 2), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="logvar holds 1 non-finite \\(NaN\\)"):
+        as_posteriors(torch.zeros(1, 2), torch.tensor([[0.0, float("nan")]]))
+    assert as_posteriors(torch.zeros(0, 2), torch.zeros(0, 2))[0].shape == (0, 2)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_float_tensor, as_int, check_finite, check_same_shape
+from ..validation import as_int, as_posteriors
 
 __all__ = ["density_ratio_tc", "DensityRatioResult", "permute_dims", "DEFAULTS"]
 
@@ -96,11 +96,7 @@ def density_ratio_tc(mu, logvar, *, steps: int = DEFAULTS["steps"], width: int =
         >>> out = density_ratio_tc(torch.randn(500, 3), torch.full((500, 3), -1.0), steps=200)
         >>> out.tc, out.se
     """
-    mu = as_float_tensor("mu", mu, ndim=2)
-    logvar = as_float_tensor("logvar", logvar, ndim=2)
-    check_same_shape("mu", mu, "logvar", logvar)
-    check_finite("mu", mu)
-    check_finite("logvar", logvar)
+    mu, logvar = as_posteriors(mu, logvar)
     N, D = mu.shape
     if N < 1:
         raise ValueError("mu and logvar must hold at least one posterior (N >= 1)")

@@ -34,20 +34,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..validation import as_float_tensor, check_finite, check_same_shape
+from ..validation import as_float_tensor, as_posteriors, check_finite
 
 __all__ = ["moment_matched", "moment_kl", "moment_dimwise_kl", "moment_tc", "moment_mi_upper",
            "gaussian_tc_of_means", "gaussian_tc"]
 
 
 def _field(mu, logvar) -> tuple[Tensor, Tensor]:
-    mu = as_float_tensor("mu", mu, ndim=2)
-    logvar = as_float_tensor("logvar", logvar, ndim=2)
-    check_same_shape("mu", mu, "logvar", logvar)
+    mu, logvar = as_posteriors(mu, logvar)
     if mu.shape[0] < 1 or mu.shape[1] < 1:
         raise ValueError(f"mu and logvar must be (N, D) with N >= 1 and D >= 1, got shape {tuple(mu.shape)}")
-    check_finite("mu", mu)
-    check_finite("logvar", logvar)
     return mu.to(torch.float64), logvar.to(torch.float64)
 
 

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..validation import as_float_tensor, check_finite, check_same_shape
+from ..validation import as_posteriors
 
 __all__ = ["is_product_grid", "dedupe"]
 
@@ -38,11 +38,7 @@ def is_product_grid(mu, logvar) -> bool:
         mu: (N, D) posterior means.
         logvar: (N, D) posterior log-variances.
     """
-    mu = as_float_tensor("mu", mu, ndim=2)
-    logvar = as_float_tensor("logvar", logvar, ndim=2)
-    check_same_shape("mu", mu, "logvar", logvar)
-    check_finite("mu", mu)
-    check_finite("logvar", logvar)
+    mu, logvar = as_posteriors(mu, logvar)
     N, D = mu.shape
     if N == 0:
         return False
