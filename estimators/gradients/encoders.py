@@ -29,9 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from ..files import atomic_path, cache_dir
-from ..numerics import kl_to_prior
 from ..posteriors import Posteriors
-from ..scenarios.vae_digits import DigitsVAE, Recipe, load_digits_data, recipe_for
+from ..scenarios.vae_digits import DigitsVAE, Recipe, fit_digits_vae, load_digits_data, recipe_for
 
 __all__ = ["EncoderProblem", "LinearEncoder", "DigitsVAE", "linear_problem", "digits_problem", "train_digits_vae",
            "make_problem", "PROBLEMS", "DIGITS_RECIPE", "save_digits_encoder"]
@@ -172,45 +171,12 @@ def train_digits_vae(recipe: Recipe = DIGITS_RECIPE, *, loss: Callable | None = 
                      drop_last: bool = False, progress: Callable | None = None) -> DigitsVAE:
     r"""Train a :class:`DigitsVAE` on the 1797 digits with ``recipe`` and return the model (float32, eval mode).
 
-    Without ``loss`` this is the loop of :func:`estimators.scenarios.vae_digits.train_vae` (beta-VAE objective,
-    Adam, one thread, ``torch.manual_seed(recipe.seed)``, ``recipe.epochs`` passes of shuffled minibatches).
-    ``loss(model, xb, idx) -> scalar`` replaces the objective (the training study's beta-TCVAE), and ``steps``
-    stops after that many minibatches instead of ``recipe.epochs`` passes (reshuffling every pass); ``drop_last``
-    skips each pass's last, smaller minibatch (so every step sees exactly ``recipe.batch_size`` points). The global
-    RNG state and thread count are restored afterwards; ``progress(step)`` is called after every step.
+    The loop is :func:`estimators.scenarios.vae_digits.fit_digits_vae` (without ``loss``, the scenario's own
+    training, so the shipped field and this encoder agree bit for bit); ``progress(step)`` is called after every
+    step.
     """
-    if not isinstance(recipe, Recipe):
-        raise TypeError(f"recipe must be a Recipe, got {type(recipe).__name__}")
-    x = load_digits_data()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            model = DigitsVAE(x.shape[1], recipe.hidden, recipe.latent_dim)
-            opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-            total = steps if steps is not None else recipe.epochs * math.ceil(x.shape[0] / recipe.batch_size)
-            done = 0
-            while done < total:
-                for idx in torch.randperm(x.shape[0]).split(recipe.batch_size):
-                    if done >= total or (drop_last and len(idx) < recipe.batch_size):
-                        break
-                    xb = x[idx]
-                    if loss is None:
-                        mu, logvar = model.encode(xb)
-                        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                        value = (model.recon_nll(xb, z) + recipe.beta * kl_to_prior(mu, logvar)).mean()
-                    else:
-                        value = loss(model, xb, idx)
-                    opt.zero_grad(set_to_none=True)
-                    value.backward()
-                    opt.step()
-                    done += 1
-                    if progress is not None:
-                        progress(done)
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    on_step = None if progress is None else (lambda step, _value: progress(step))
+    return fit_digits_vae(recipe, loss=loss, steps=steps, drop_last=drop_last, on_step=on_step)
 
 
 def _encoder_file(recipe: Recipe, directory) -> Path:

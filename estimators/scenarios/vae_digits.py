@@ -48,6 +48,7 @@ __all__ = [
     "cache_dir",
     "cache_path",
     "digits_posteriors",
+    "fit_digits_vae",
     "load_digits_data",
     "recipe_for",
     "train_vae",
@@ -168,43 +169,86 @@ def _progress_bar(recipe: Recipe):
                 unit="epoch", file=sys.stderr, disable=not on, leave=False, dynamic_ncols=True)
 
 
-def train_vae(recipe: Recipe = DEFAULT_RECIPE) -> tuple[np.ndarray, np.ndarray]:
-    r"""Train the VAE of ``recipe`` on the digits and return its posteriors.
+def fit_digits_vae(recipe: Recipe = DEFAULT_RECIPE, *, loss=None, steps: int | None = None, drop_last: bool = False,
+                   on_step=None) -> DigitsVAE:
+    r"""Train a :class:`DigitsVAE` on the 1797 digits with ``recipe``; the one training loop of the package.
 
-    Deterministic: the global RNG state and thread count are saved and restored, training runs
-    on one thread from ``torch.manual_seed(recipe.seed)``. On a terminal a progress bar over the
-    epochs shows the loss and the time left (``VAE_ESTIMATORS_PROGRESS=0`` hides it); it changes
-    no number.
+    Adam on shuffled minibatches from ``torch.manual_seed(recipe.seed)``, on one thread (bit-reproducible
+    reductions); the global RNG state and thread count are restored afterwards. The objective is the beta-VAE
+    loss E_q[-log p(x|z)] + beta KL(q(z|x) || p) unless ``loss(model, xb, idx) -> scalar`` replaces it (the
+    gradient study's beta-TCVAE). ``steps`` stops after that many minibatches instead of ``recipe.epochs``
+    passes (reshuffling every pass); ``drop_last`` skips each pass's last, smaller minibatch.
+    ``on_step(step, loss)`` is called after every step (``loss`` a detached 0-d tensor); it must draw no random
+    numbers.
 
     Returns:
-        ``(mu, logvar)``, float64 arrays of shape (1797, recipe.latent_dim).
+        The trained model (float32, eval mode).
     """
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a Recipe, got {type(recipe).__name__}")
     x = load_digits_data()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # bit-reproducible reductions
+    torch.set_num_threads(1)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
             model = DigitsVAE(x.shape[1], recipe.hidden, recipe.latent_dim)
             opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-            with _progress_bar(recipe) as bar:
-                for _ in range(recipe.epochs):
-                    total = 0.0
-                    for idx in torch.randperm(x.shape[0]).split(recipe.batch_size):
-                        xb = x[idx]
+            total = steps if steps is not None else recipe.epochs * math.ceil(x.shape[0] / recipe.batch_size)
+            done = 0
+            while done < total:
+                for idx in torch.randperm(x.shape[0]).split(recipe.batch_size):
+                    if done >= total or (drop_last and len(idx) < recipe.batch_size):
+                        break
+                    xb = x[idx]
+                    if loss is None:
                         mu, logvar = model.encode(xb)
                         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                        loss = (model.recon_nll(xb, z) + recipe.beta * kl_to_prior(mu, logvar)).mean()
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        if not bar.disable:
-                            total += float(loss.detach()) * len(idx)
-                    bar.update(1)
-                    if not bar.disable:
-                        bar.set_postfix_str(f"loss {total / x.shape[0]:.2f}")
-            with torch.no_grad():
-                mu, logvar = model.double().encode(x.double())
+                        value = (model.recon_nll(xb, z) + recipe.beta * kl_to_prior(mu, logvar)).mean()
+                    else:
+                        value = loss(model, xb, idx)
+                    opt.zero_grad(set_to_none=True)
+                    value.backward()
+                    opt.step()
+                    done += 1
+                    if on_step is not None:
+                        on_step(done, value.detach())
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def train_vae(recipe: Recipe = DEFAULT_RECIPE) -> tuple[np.ndarray, np.ndarray]:
+    r"""Train the VAE of ``recipe`` on the digits (:func:`fit_digits_vae`) and return its posteriors.
+
+    Deterministic (see :func:`fit_digits_vae`). On a terminal a progress bar over the epochs shows the loss and
+    the time left (``VAE_ESTIMATORS_PROGRESS=0`` hides it); it changes no number. The encoder is then evaluated
+    in float64 on all 1797 images.
+
+    Returns:
+        ``(mu, logvar)``, float64 arrays of shape (1797, recipe.latent_dim).
+    """
+    x = load_digits_data()
+    per_epoch = math.ceil(x.shape[0] / recipe.batch_size)
+    with _progress_bar(recipe) as bar:
+        total = [0.0]
+
+        def on_step(step: int, value: torch.Tensor) -> None:
+            if bar.disable:
+                return
+            first = (step - 1) % per_epoch * recipe.batch_size
+            total[0] += float(value) * min(recipe.batch_size, x.shape[0] - first)
+            if step % per_epoch == 0:
+                bar.update(1)
+                bar.set_postfix_str(f"loss {total[0] / x.shape[0]:.2f}")
+                total[0] = 0.0
+
+        model = fit_digits_vae(recipe, on_step=on_step)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in training: the same reductions on every run
+    try:
+        with torch.no_grad():
+            mu, logvar = model.double().encode(x.double())
     finally:
         torch.set_num_threads(threads)
     mu, logvar = mu.numpy(), logvar.numpy()
