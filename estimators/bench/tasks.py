@@ -187,6 +187,28 @@ class FieldUnit(Unit):
         fid = self.field_id
         return compute_reference(plan.fields[fid], plan.reference_settings[fid], cache, progress=progress)
 
+    def _collect(self, replicate, interval, *, warm_up: bool) -> Measurement:
+        r"""Run ``replicate(r) -> (out, seconds)`` for r < R (after one discarded warm-up call if ``warm_up``:
+        first calls pay for allocation and dispatch) and gather each quantity's estimates, the 95% intervals
+        ``interval(out, q, estimate) -> (lo, hi) | None`` and the median call time."""
+        R = self.replicates
+        est = {q: np.empty(R) for q in self.quantities}
+        lo = {q: np.full(R, np.nan) for q in self.quantities}
+        hi = {q: np.full(R, np.nan) for q in self.quantities}
+        times = []
+        with torch.no_grad():
+            if warm_up:
+                replicate(0)
+            for r in range(R):
+                out, dt = replicate(r)
+                times.append(dt)
+                for q in self.quantities:
+                    est[q][r] = float(out[q])
+                    bounds = interval(out, q, est[q][r])
+                    if bounds is not None:
+                        lo[q][r], hi[q][r] = bounds
+        return Measurement(est, statistics.median(times), lo, hi)
+
 
 @dataclass(frozen=True)
 class AggregateUnit(FieldUnit):
@@ -207,7 +229,7 @@ class AggregateUnit(FieldUnit):
         r"""R replicate estimates, 95% intervals (mean of the terms +- 1.96 se) and call times."""
         dtype = getattr(torch, self.dtype)
         fld = plan.fields[self.field_id].to(dtype)
-        R, B = self.replicates, self.batch_size
+        B = self.batch_size
 
         def replicate(r: int):
             g = _generator(self.batch_seed(r))  # the same batches for every estimator
@@ -218,24 +240,16 @@ class AggregateUnit(FieldUnit):
             out = _decompose_call(fld, index, z, self, g_est)
             return out, time.perf_counter() - t0
 
-        est = {q: np.empty(R) for q in self.quantities}
-        lo = {q: np.full(R, np.nan) for q in self.quantities}
-        hi = {q: np.full(R, np.nan) for q in self.quantities}
-        times = []
-        with torch.no_grad():
-            replicate(0)  # warm-up: first calls pay for allocation and dispatch; result discarded
-            for r in range(R):
-                out, dt = replicate(r)
-                times.append(dt)
-                for q in self.quantities:
-                    est[q][r] = float(out[q])
-                    terms = out.get(f"{q}_terms")
-                    if terms is not None and terms.numel() > 1:
-                        t = terms.detach().to(torch.float64)
-                        half = Z95 * float(t.std()) / math.sqrt(t.numel())
-                        m = float(t.mean())
-                        lo[q][r], hi[q][r] = m - half, m + half
-        return Measurement(est, statistics.median(times), lo, hi)
+        def interval(out, q, _estimate):
+            terms = out.get(f"{q}_terms")
+            if terms is None or terms.numel() <= 1:
+                return None
+            t = terms.detach().to(torch.float64)
+            half = Z95 * float(t.std()) / math.sqrt(t.numel())
+            m = float(t.mean())
+            return m - half, m + half
+
+        return self._collect(replicate, interval, warm_up=True)
 
 
 @dataclass(frozen=True)
@@ -263,7 +277,7 @@ class DirectUnit(FieldUnit):
         over its evaluation samples (the training's noise is not in it, so its coverage shows that)."""
         dtype = getattr(torch, self.dtype)
         fld = plan.fields[self.field_id].to(dtype)
-        info, R = self.info, self.replicates
+        info = self.info
 
         def replicate(r: int):
             if info.reads_field:
@@ -277,22 +291,14 @@ class DirectUnit(FieldUnit):
                                       steps=self.k)
             return out, time.perf_counter() - t0
 
-        est = {q: np.empty(R) for q in self.quantities}
-        lo = {q: np.full(R, np.nan) for q in self.quantities}
-        hi = {q: np.full(R, np.nan) for q in self.quantities}
-        times = []
-        with torch.no_grad():
-            if not info.reads_field:
-                replicate(0)  # warm-up (the density ratio's calls take seconds: none needed)
-            for r in range(R):
-                out, dt = replicate(r)
-                times.append(dt)
-                for q in self.quantities:
-                    est[q][r] = float(out[q])
-                    if f"{q}_se" in out:
-                        half = Z95 * float(out[f"{q}_se"])
-                        lo[q][r], hi[q][r] = est[q][r] - half, est[q][r] + half
-        return Measurement(est, statistics.median(times), lo, hi)
+        def interval(out, q, estimate):
+            if f"{q}_se" not in out:
+                return None
+            half = Z95 * float(out[f"{q}_se"])
+            return estimate - half, estimate + half
+
+        # warm-up for the moments only: the density ratio's calls take seconds and need none
+        return self._collect(replicate, interval, warm_up=not info.reads_field)
 
 
 @dataclass(frozen=True)
