@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("exact", "bench", "report", "compare", "audit", "gradients")
+COMMANDS = ("exact", "bench", "report", "compare", "audit", "gradients", "mig", "dsprites")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ STAGES = [
     {"references"},
     {"log_px"},
     {"scenarios"},
-    {"gradients"},
+    {"gradients", "mig"},
     {"bench"},
     {"auditing", "testing"},
     {"commands", "cli", "__main__"},

@@ -205,6 +205,9 @@ def plan(preset: Preset, *, posteriors: list[str] | None = None, scenarios: list
     settings = {fid: {"samples": reference_samples(fld.N, preset.reference_samples),
                       "quadrature_nodes": preset.quadrature_nodes, "seed": 0}
                 for fid, fld in fields.items()}
+    if preset.reference_target_se is not None:  # only then a key: the cache keys of the other presets stay
+        for s in settings.values():
+            s["target_se"] = float(preset.reference_target_se)
     return Plan(units, fields, settings)
 
 

@@ -40,6 +40,7 @@ class Preset:
     log_px_replicates: int = 200
     pairwise_max_k: int | None = 256
     reference_samples: int = 8
+    reference_target_se: float | None = None  # the reference's se wanted (a pilot picks its draws); None: samples
     quadrature_nodes: int = 32
     direct_estimators: tuple[str, ...] | None = None
     density_ratio_steps: tuple[int, ...] = (300,)

@@ -101,12 +101,16 @@ def accepts_progress(fn=None) -> bool:
     return "progress" in params
 
 
-def compute_reference(fld: Posteriors, settings: dict, cache: ReferenceCache | None, *, progress=None) -> dict:
+def compute_reference(fld: Posteriors, settings: dict, cache: ReferenceCache | None, *, progress=None,
+                      executor=None) -> dict:
     r"""``estimators.exact_references`` of a field (in float64) with ``settings``, from the cache when there.
 
     ``progress`` (None: leave it out) is handed to ``exact_references(..., progress=...)`` where
     that takes one (True: its progress bars on stderr), so a minutes-long full-N Monte Carlo shows
-    how it advances; it is not part of the cache key (it changes no number)."""
+    how it advances; ``executor`` (None: leave it out) to ``exact_references(..., executor=...)``, which
+    evaluates its Monte Carlo's chunks of draws there. Neither is part of the cache key (they change no
+    number). ``settings`` may hold ``target_se`` (a preset's ``reference_target_se``): a pilot run then
+    picks the draws, and the entry records what was used (``monte_carlo``)."""
     key = None
     if cache is not None:
         key = cache.key(fld.mu, fld.logvar, settings)
@@ -114,6 +118,8 @@ def compute_reference(fld: Posteriors, settings: dict, cache: ReferenceCache | N
         if hit is not None:
             return hit
     extra = {"progress": progress} if progress is not None and accepts_progress() else {}
+    if executor is not None:
+        extra["executor"] = executor
     value = references.exact_references(fld.mu.to(torch.float64), fld.logvar.to(torch.float64), **settings, **extra)
     if cache is not None:
         cache.put(key, value)

@@ -5,16 +5,24 @@ Each unit (:mod:`.tasks`) has its own generators, seeded from the unit and the r
 :mod:`.grid`), so its numbers do not depend on what else runs. Its estimates are compared with
 the field's reference, computed once per field and cached on disk (:mod:`.reference_cache`).
 
-After each unit its rows go to the CSV, rewritten atomically (:mod:`.store`); a rerun skips units
-whose rows are all there with status "ok". A unit that raises is recorded with status "error" and
-its message, and the run goes on.
+After each unit its rows are appended to the CSV (:mod:`.store`); a rerun skips units whose rows
+are all there with status "ok". A unit that raises is recorded with status "error" and its message,
+and the run goes on.
+
+Where the units run is the executor's business (:mod:`.executor`): here, one by one (the default),
+or as tasks on a dask cluster, whose rows are appended here as each unit finishes, in whatever
+order; the CSV is put in the grid's order at the end, so it is the same file either way. The
+references are computed here, one field at a time, handing the executor to the references' own
+work split where they take one.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
 
+from .executor import SERIAL
 from .metrics import is_nonnegative, sign_consistent, summarize
 from .lock import output_lock
 from .plan import Plan
@@ -40,6 +48,14 @@ def _finish_row(row: dict, ref: dict, measured: Measurement, reference: dict) ->
     return row
 
 
+def error_rows(unit: Unit, exc: BaseException) -> list[dict]:
+    r"""The rows of a unit that failed with ``exc``: status "error", its message (retried by a rerun)."""
+    rows = [unit.base_row(q) for q in unit.quantities]
+    for row in rows:
+        row["status"], row["error"] = "error", f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return rows
+
+
 def run_unit(unit: Unit, plan_: Plan, references: dict[tuple, dict | Exception]) -> list[dict]:
     r"""Run one unit and return its rows (one per quantity); an exception becomes status-"error" rows."""
     rows = [unit.base_row(q) for q in unit.quantities]
@@ -51,23 +67,28 @@ def run_unit(unit: Unit, plan_: Plan, references: dict[tuple, dict | Exception])
         for row in rows:
             _finish_row(row, reference[row["quantity"]], measured, reference)
     except Exception as exc:  # recorded, and the run goes on
-        for row in rows:
-            row["status"], row["error"] = "error", f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        return error_rows(unit, exc)
     return rows
 
 
-def execute(plan_: Plan, out: str | Path, name: str, *, progress: bool = True, log=print, wait: bool = False) -> Path:
+def execute(plan_: Plan, out: str | Path, name: str, *, progress: bool = True, log=print, wait: bool = False,
+            executor=None) -> Path:
     r"""Run the planned units into ``<out>/<name>.csv``, skipping units already finished there.
 
     The CSV's lock (:mod:`.lock`) is held throughout: another process writing the same CSV makes
     this one raise :class:`.lock.LockedError` (or, with ``wait``, wait for it). References are
     computed first (cached in ``<out>/.cache/references``), with a progress bar over the fields.
     Returns the CSV path.
+
+    Args:
+        executor: where the units run (:mod:`.executor`): None or :data:`.executor.SERIAL`, here one by
+            one; a started :class:`.executor.DaskExecutor`, on its cluster. The CSV is the same
+            (every column but ``time_per_call_s``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out / f"{name}.csv", wait=wait, log=log):
-        return _execute(plan_, out, name, progress, log)
+        return _execute(plan_, out, name, progress, log, SERIAL if executor is None else executor)
 
 
 def _field_label(unit: Unit) -> str:
@@ -75,7 +96,22 @@ def _field_label(unit: Unit) -> str:
     return cells["scenario"] + ("" if cells["separation"] is None else f" (separation {cells['separation']:g})")
 
 
-def _execute(plan_: Plan, out: Path, name: str, progress: bool, log) -> Path:
+def accepts_executor(fn) -> bool:
+    r"""Whether ``fn`` (a unit's ``reference``) takes an ``executor`` keyword."""
+    try:
+        return "executor" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _reference(unit: Unit, plan_: Plan, cache: ReferenceCache, progress: bool, executor) -> dict:
+    kwargs = {"progress": True if progress else None}
+    if executor is not SERIAL and accepts_executor(unit.reference):
+        kwargs["executor"] = executor  # the references split their own work (query chunks) over the cluster
+    return unit.reference(plan_, cache, **kwargs)
+
+
+def _execute(plan_: Plan, out: Path, name: str, progress: bool, log, executor) -> Path:
     from tqdm.auto import tqdm
 
     store = ResultStore(out / f"{name}.csv")
@@ -100,7 +136,7 @@ def _execute(plan_: Plan, out: Path, name: str, progress: bool, log) -> Path:
             t0 = time.perf_counter()
             try:
                 # exact_references draws its own bars (quadratures, Monte Carlo draws) below this one
-                references[fid] = unit.reference(plan_, cache, progress=True if progress else None)
+                references[fid] = _reference(unit, plan_, cache, progress, executor)
                 message = f"reference {where}: {time.perf_counter() - t0:.1f} s"
             except Exception as exc:  # its cells are recorded as errors; the rest of the grid runs
                 references[fid] = exc
@@ -113,10 +149,23 @@ def _execute(plan_: Plan, out: Path, name: str, progress: bool, log) -> Path:
 
     bar = tqdm(total=len(plan_.units), initial=len(plan_.units) - len(todo), desc=name, unit="unit",
                disable=not progress, dynamic_ncols=True)
+    # Units whose reference failed are error rows at once; the others go to the executor, with only the
+    # references they need (a failed one's exception need not travel).
+    ready = {fid: ref for fid, ref in references.items() if not isinstance(ref, Exception)}
+    failed = [u for u in todo if u.field_id not in ready]
+    todo = [u for u in todo if u.field_id in ready]
     try:
-        for unit in todo:
-            bar.set_postfix_str(unit.label, refresh=False)
-            store.append(run_unit(unit, plan_, references))  # on disk before the next unit starts
+        for unit in failed:
+            store.append(run_unit(unit, plan_, references))
+            bar.update(1)
+        if executor is SERIAL and todo:
+            bar.set_postfix_str(todo[0].label, refresh=False)
+        for i, rows, error in executor.as_completed(run_unit, todo, (plan_, ready)):
+            store.append(rows if error is None else error_rows(todo[i], error))  # on disk as each unit ends
+            if executor is SERIAL and i + 1 < len(todo):
+                bar.set_postfix_str(todo[i + 1].label, refresh=False)  # the one running now
+            else:
+                bar.set_postfix_str(todo[i].label, refresh=False)  # the last one finished
             bar.update(1)
     finally:
         bar.close()

@@ -5,6 +5,8 @@ Examples::
     python -m estimators bench --preset quick
     python -m estimators bench --preset standard --out results/
     python -m estimators bench --posteriors my_vae.npz --estimators mss stratified --batch-sizes 64 256
+    python -m estimators bench --preset standard --workers 2             # a local dask cluster
+    python -m estimators bench --preset full --scheduler tcp://host:8786  # an existing one (many machines)
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..bench.executor import SERIAL, add_cluster_arguments, executor_from_args
 from ..bench.lock import output_lock
 from ..bench.plan import plan
 from ..bench.presets import PRESETS
@@ -65,7 +68,12 @@ def register(subparsers) -> None:
         epilog="presets (--preset):\n" + "\n".join(f"  {n:<9} {p.description}" for n, p in PRESETS.items())
                + "\n" + bench_names()
                + "\n\nOne run at a time writes a CSV: a second run on the same OUT/NAME.csv stops with an error"
-                 "\n(exit 2) naming the first, or waits for it with --wait.",
+                 "\n(exit 2) naming the first, or waits for it with --wait."
+                 "\n\nScale-out (dask.distributed): --workers K runs the units on K local worker processes,"
+                 "\n--scheduler ADDRESS on an existing cluster's workers (started with `dask scheduler` and"
+                 "\n`dask worker ADDRESS` on each machine); the CSV is the same as in one process (every column"
+                 "\nbut time_per_call_s). A unit whose worker dies is run again on another; one whose workers"
+                 "\nkeep dying is recorded as status error, and rerunning the command retries it.",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="base grid (default: quick)")
     p.add_argument("--posteriors", nargs="+", metavar="FIELD",
@@ -89,6 +97,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the plots and README")
     p.add_argument("--wait", action="store_true",
                    help="if another run is writing OUT/NAME.csv, wait for it to finish (default: exit 2)")
+    add_cluster_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -110,6 +119,7 @@ def _preset_from_args(args):
 
 
 def run(args) -> int:
+    executor = executor_from_args(args)  # a bad --workers fails here, before any work
     preset = _preset_from_args(args)
     posteriors = args.posteriors
     if posteriors:
@@ -142,7 +152,10 @@ def run(args) -> int:
         ResultStore(csv_path)  # an existing CSV that fails the schema check: one error line, before any work
         log(f"bench {name}: {len(the_plan.units)} units ({sum(len(u.quantities) for u in the_plan.units)} cells) "
             f"-> {csv_path}")
-        path = execute(the_plan, args.out, name, progress=not args.no_progress, log=log)
+        with executor:  # starts the local cluster or connects (an unreachable scheduler: one error line)
+            if executor is not SERIAL:
+                log(f"running on {executor.describe()}")
+            path = execute(the_plan, args.out, name, progress=not args.no_progress, log=log, executor=executor)
         if not args.no_report:
             write_report(args.out)
         # A posterior file of one's own: every estimator's bias, not only the best one.

@@ -8,9 +8,11 @@ closed-form cross-entropy:
   (log 2pi + mu_nd^2 + var_nd): closed forms;
 * E_q[log q(z_d)] for every marginal: adaptive composite Gauss-Legendre quadrature over intervals that
   resolve every component (:func:`estimators.references.quadrature.neg_entropy`), about 1e-10 relative;
-* E_q[log q(z)]: full-N stratified Monte Carlo with two control variates (method "mc", with an se;
-  :func:`estimators.references.monte_carlo.neg_entropy_mc`), the 2-D quadrature when D = 2 and it fits
-  ``QUADRATURE_BUDGET``, or closed / the marginal for identical fields, product grids and D = 1.
+* E_q[log q(z)]: stratified Monte Carlo with two control variates, each draw evaluated against all N
+  components (method "mc", with an se; :func:`estimators.references.monte_carlo.neg_entropy_mc`): draws from
+  every component by default, from a sub-sample of them with ``strata``, or as many as a ``target_se``
+  needs; the 2-D quadrature when D = 2 and it fits ``QUADRATURE_BUDGET``; or closed / the marginal for
+  identical fields, product grids and D = 1.
 
 Then mi = E[log q(z|n)] - E[log q(z)], kl_agg = E[log q(z)] - E[log p], tc = E[log q(z)] - sum_d E[log q(z_d)],
 dimwise_kl = sum_d E[log q(z_d)] - E[log p] and avg_kl = mean_n KL(q(z|n) || p) (closed). So mi and tc are
@@ -36,7 +38,8 @@ from ..numerics import LOG_2PI, kl_to_prior
 from ..posteriors import Posteriors
 from ..validation import as_int
 from .brackets import certified_brackets, check_brackets
-from .monte_carlo import neg_entropy_mc
+from .executor import check_executor
+from .monte_carlo import DEFAULT_MAX_TERMS, _check_strata, check_target, neg_entropy_mc
 from .quadrature import cross_entropy_to_prior, neg_entropy
 from .structure import dedupe, is_product_grid
 
@@ -110,7 +113,8 @@ def _progress(progress, total: int, desc: str):
 
 def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32, seed: int = 0,
                      dtype=torch.float64, max_quadrature_components: int | None = None, progress: bool = False,
-                     brackets: bool = True) -> dict:
+                     brackets: bool = True, strata: int | None = None, target_se: float | None = None,
+                     max_terms: float = DEFAULT_MAX_TERMS, executor=None) -> dict:
     r"""Exact references of a field of diagonal-Gaussian posteriors: each quantity's value, se and method.
 
     See the module docstring for the methods. The field is cast to ``dtype`` (its values are rounded to that
@@ -131,14 +135,28 @@ def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32
         progress: show progress bars (with an ETA) on stderr for the quadratures and the Monte Carlo, once
             a step has run for more than ``PROGRESS_DELAY`` seconds.
         brackets: compute each quantity's certified bracket (:mod:`.brackets`, docs/maths.md, "Certified
-            brackets") and check the reference against it; False skips both (the pairwise bounds cost N^2).
+            brackets") and check the reference against it; False skips both.
+        strata: the Monte Carlo's strata: None (every component, the default) or m in [min(N, 256), N]
+            components drawn without replacement, ``samples`` draws each, every draw still evaluated against
+            all N components (:func:`.monte_carlo.neg_entropy_mc`: a regression estimator with the
+            two-stage se); the cost grows like N * m * samples.
+        target_se: None, or the se wanted for E[log q(z)] (so for kl_agg, mi and tc): a pilot run picks the
+            strata and draws per stratum (``samples`` and ``strata`` are then ignored; the result says what
+            was used).
+        max_terms: the budget of a ``target_se`` run, in kernel terms (draws x N) of its final run; default
+            ``DEFAULT_MAX_TERMS`` = 6e10, about 2 minutes on 2 cores at D = 10. A target it cannot reach is
+            a ValueError naming the target, the se the budget reaches and the budget.
+        executor: where the Monte Carlo's chunks of draws are evaluated (:mod:`.executor`: an object with
+            ``map(func, items, shared)``); None: here. The numbers do not depend on it.
     Returns:
         A JSON-serialisable dict: ``N``, ``D``, ``samples``, ``quadrature_nodes``, ``seed``, ``dtype``,
         ``structure`` ("identical", "product_grid", "one_dimensional" or "general"),
         ``quadrature_error`` (sum of the adaptive quadratures' error estimates), ``seconds``, and for each
         of ``avg_kl``, ``kl_agg``, ``mi``, ``tc``, ``dimwise_kl`` a dict ``{"value", "se", "method"}``,
         with ``brackets`` also ``"lower"``, ``"upper"`` (deterministic bounds) and ``"lower_by"``,
-        ``"upper_by"`` (which bound is tightest), and ``bracket_seconds``.
+        ``"upper_by"`` (which bound is tightest), and ``bracket_seconds``. ``monte_carlo``: None, or what
+        the Monte Carlo used (:meth:`.monte_carlo.MonteCarloEstimate.as_dict`: strata, samples, draws,
+        population, target_se, max_terms, pilot, runs); ``samples`` is then its draws per stratum.
         The identities avg_kl = mi + kl_agg and kl_agg = tc + dimwise_kl hold to relative precision.
 
     Raises:
@@ -160,11 +178,16 @@ def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32
         max_quadrature_components = as_int("max_quadrature_components", max_quadrature_components, 1)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    target_se, max_terms = check_target(target_se, max_terms)
+    executor = check_executor(executor)
     field = Posteriors(mu, logvar)
     field = Posteriors(field.mu.detach().cpu().to(dtype), field.logvar.detach().cpu().to(dtype))  # re-checks finiteness
     mu, logvar = field.mu.to(torch.float64), field.logvar.to(torch.float64)
     N, D = field.N, field.D
+    if strata is not None:
+        strata = _check_strata(strata, N)
     _check_range(mu, logvar)
+    mc_info = None
 
     avg_kl = float(kl_to_prior(mu, logvar).mean())
     own = float((-0.5 * (LOG_2PI + logvar + 1.0).sum(1)).mean())  # E[log q(z|n)]
@@ -189,10 +212,18 @@ def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32
                 quadrature_error += quad[1]
             else:
                 bar = _progress(progress, N * samples, "references: Monte Carlo draws")
+
+                def advance(done, total):
+                    bar.total = total  # a sub-sample or a target_se run draws other than N * samples
+                    bar.update(done - bar.n)
+
                 with bar:
-                    value, se = neg_entropy_mc(mu, logvar, samples, torch.Generator().manual_seed(seed),
-                                               progress=lambda done, total: bar.update(done - bar.n))
-                joint = (value, se, "mc")
+                    est = neg_entropy_mc(mu, logvar, samples, torch.Generator().manual_seed(seed), progress=advance,
+                                         strata=strata, target_se=target_se, max_terms=max_terms,
+                                         executor=executor)
+                joint = (est.value, est.se, "mc")
+                mc_info = est.as_dict()
+                samples = est.samples
     h, h_se, h_method = joint  # E[log q(z)]
     hd, _, hd_method = marginals  # sum_d E[log q(z_d)]
     tc_method = "closed" if structure != "general" else _least_exact(h_method, hd_method)
@@ -203,7 +234,7 @@ def exact_references(mu, logvar, *, samples: int = 8, quadrature_nodes: int = 32
               "kl_agg": _entry(h - cross, h_se, h_method),
               "mi": _entry(own - h, h_se, h_method),
               "tc": _entry(0.0 if structure != "general" else h - hd, h_se, tc_method),
-              "dimwise_kl": _entry(hd - cross, 0.0, hd_method)}
+              "dimwise_kl": _entry(hd - cross, 0.0, hd_method), "monte_carlo": mc_info}
     if brackets:
         t0 = time.perf_counter()
         bounds = certified_brackets(mu, logvar, marginal_gap=own - hd, avg_kl=avg_kl,

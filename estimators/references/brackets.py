@@ -25,6 +25,13 @@ N x N matrix; the exact Bhattacharyya form is blocked elementwise, used while N^
 ``EXACT_BHATTACHARYYA_BUDGET``, above it a relaxation D' <= D_B that has the kernel's form (still a
 certified lower bound, looser on heteroscedastic fields).
 
+Above ``PAIRWISE_BUDGET`` (N^2 D) no bound costs N^2. The lower bound becomes the block bound: split the
+components into blocks k of weight W_k (leaves of a k-d split of their log-variances, so that a block's
+variances are alike and the relaxation is nearly exact; at most ``BLOCK_PAIRS`` / N components each); q is
+the mixture sum_k W_k q_k of the blocks' mixtures, and with k the block of n, I(n; z) = I(k; z) + sum_k W_k
+I_k >= sum_k W_k I_k, each I_k >= its own relaxed Bhattacharyya bound (cost N x block size). It cannot exceed
+the log of the block size. The pairwise KL upper bound is left out there (the other upper bounds remain).
+
 :func:`check_brackets` raises :class:`BracketError` when a reference lies outside its bracket by more than
 ``Z_BRACKET`` of its standard errors (plus float rounding and the quadrature's error): loudly, never silent.
 """
@@ -32,20 +39,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..direct.moments import moment_kl, moment_mi_upper
 from ..kernels import joint_lse
+from ..kernels.pruned import kd_order
 from ..numerics import LOG_2PI, exp_clamp
 from .structure import dedupe
 
 __all__ = ["pairwise_information", "pairwise_entropy_bounds", "certified_brackets", "check_brackets",
-           "BracketError", "Z_BRACKET", "EXACT_BHATTACHARYYA_BUDGET", "BRACKET_ROUNDING"]
+           "BracketError", "Z_BRACKET", "EXACT_BHATTACHARYYA_BUDGET", "BRACKET_ROUNDING", "PAIRWISE_BUDGET",
+           "BLOCK_PAIRS"]
 
 Z_BRACKET = 4.0  # a reference more than 4 se outside its bracket is an error (about 1 in 30,000 by chance)
 BRACKET_ROUNDING = 1e-9  # relative float slack of a bound (and of a closed-form or quadrature reference)
 EXACT_BHATTACHARYYA_BUDGET = 5 * 10**8  # pair-dimension terms N^2 D of the exact elementwise form: seconds
+PAIRWISE_BUDGET = 10**10  # pair-dimension terms N^2 D of the all-pairs bounds (about 10 s here); above: blocks
+BLOCK_PAIRS = 2**32  # pairs N x (block size) of the block bound: about 10 s at D = 10
 _BLOCK_ELEMENTS = 2**18  # elements of one (rows, cols) float64 block of the elementwise form
 _CLAMP = exp_clamp(torch.float64)
 
@@ -122,8 +134,29 @@ def _bhattacharyya_relaxed(mu: Tensor, logvar: Tensor, log_w: Tensor) -> float:
     return float(-(torch.exp(log_w) * lse).sum())
 
 
+def _block_information(mu: Tensor, logvar: Tensor, log_w: Tensor, block_pairs: float) -> float:
+    r"""The block bound sum_k W_k I_BC'(block k) <= I (module docstring): blocks are the leaves of a k-d split of
+    the log-variances of at most ``block_pairs`` / N components, each bounded by its relaxed Bhattacharyya form
+    (its own variances: nearly exact there), with its weights normalised."""
+    n, d = mu.shape
+    size = max(2, int(block_pairs // n))
+    order, starts = kd_order(logvar.numpy(), np.ones(d), size)
+    order = torch.as_tensor(order)
+    total = 0.0
+    for s, e in zip(starts.tolist(), starts[1:].tolist() + [n]):
+        rows = order[s:e]
+        w = log_w[rows]
+        W = torch.logsumexp(w, 0)
+        if e - s < 2:
+            continue  # one component: no information
+        mu_b, lv_b = mu[rows], logvar[rows]
+        total += float(torch.exp(W)) * _bhattacharyya_relaxed(mu_b - mu_b.mean(0), lv_b, w - W)
+    return total
+
+
 def pairwise_information(mu, logvar, log_weights=None, *,
-                         exact_budget: float = EXACT_BHATTACHARYYA_BUDGET) -> dict:
+                         exact_budget: float = EXACT_BHATTACHARYYA_BUDGET,
+                         pairwise_budget: float = PAIRWISE_BUDGET, block_pairs: float = BLOCK_PAIRS) -> dict:
     r"""Kolchinsky-Tracey bounds on the information I = H(q) - sum_i w_i H(q_i) of a diagonal-Gaussian mixture.
 
     For q = sum_i w_i Normal(mu_i, diag exp(logvar_i)): I_BC <= I <= I_KL with
@@ -138,8 +171,12 @@ def pairwise_information(mu, logvar, log_weights=None, *,
         log_weights: optional (N,) log mixture weights (normalised to sum 1); default uniform.
         exact_budget: most N^2 D terms for the exact (elementwise) Bhattacharyya form; above it the relaxed
             form of the joint kernel (a looser certified lower bound).
+        pairwise_budget: most N^2 D terms of any all-pairs bound; above it the block lower bound (module
+            docstring) and no pairwise upper bound (``upper`` is then the cap -log min w).
+        block_pairs: the block bound's cost, N x (block size).
     Returns:
-        ``{"lower", "upper", "lower_method"}`` with lower_method "bhattacharyya" or "bhattacharyya_relaxed".
+        ``{"lower", "upper", "lower_method", "upper_method"}`` with lower_method "bhattacharyya",
+        "bhattacharyya_relaxed" or "bhattacharyya_blocks", upper_method "kl" or None (no pairwise bound).
     Raises:
         ValueError: shapes differ or are not (N, D) with N, D >= 1, non-finite values, or bad weights.
     """
@@ -162,9 +199,14 @@ def pairwise_information(mu, logvar, log_weights=None, *,
         log_w = log_w - torch.logsumexp(log_w, 0)
     mu_u, lv_u, log_wu = _merge(mu, logvar, log_w)
     if mu_u.shape[0] == 1:
-        return {"lower": 0.0, "upper": 0.0, "lower_method": "bhattacharyya"}
+        return {"lower": 0.0, "upper": 0.0, "lower_method": "bhattacharyya", "upper_method": "kl"}
     n, d = mu_u.shape
     mu_c = mu_u - mu_u.mean(0)  # translation invariant; centring keeps the differences exact
+    cap = float(-log_wu.min())  # D(q_i || q_i) = 0: the inner sum is at least w_i
+    if n * n * d > pairwise_budget:  # no N^2 bound at this size
+        lower = _block_information(mu_c, lv_u, log_wu, block_pairs)
+        return {"lower": min(max(lower, 0.0), cap), "upper": cap, "lower_method": "bhattacharyya_blocks",
+                "upper_method": None}
     upper = _kl_information(mu_c, lv_u, log_wu)
     if bool((lv_u == lv_u[0]).all()):  # each dimension's variance shared: the relaxed form is D_B itself
         lower, method = _bhattacharyya_relaxed(mu_c, lv_u, log_wu), "bhattacharyya"
@@ -172,12 +214,14 @@ def pairwise_information(mu, logvar, log_weights=None, *,
         lower, method = _bhattacharyya_exact(mu_c, lv_u, log_wu), "bhattacharyya"
     else:
         lower, method = _bhattacharyya_relaxed(mu_c, lv_u, log_wu), "bhattacharyya_relaxed"
-    cap = float(-log_wu.min())  # D(q_i || q_i) = 0: the inner sum is at least w_i
-    return {"lower": min(max(lower, 0.0), cap), "upper": min(max(upper, 0.0), cap), "lower_method": method}
+    return {"lower": min(max(lower, 0.0), cap), "upper": min(max(upper, 0.0), cap), "lower_method": method,
+            "upper_method": "kl"}
 
 
 def _merge(mu: Tensor, logvar: Tensor, log_w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     r"""Identical components merged, their weights summed (log-sum-exp)."""
+    if len(np.unique(mu[:, 0].numpy())) == mu.shape[0]:  # distinct first coordinates: no two rows alike (fast)
+        return mu, logvar, log_w
     mu_u, lv_u, _, inverse = dedupe(mu, logvar)
     if mu_u.shape[0] == mu.shape[0]:
         return mu, logvar, log_w
@@ -199,13 +243,19 @@ def pairwise_entropy_bounds(mu, logvar, log_weights=None, **kwargs) -> tuple[flo
     return own + info["lower"], own + info["upper"]
 
 
+def _pairwise_kl(info: dict) -> dict:
+    r"""The pairwise KL upper bound as a candidate, where it was computed."""
+    return {"pairwise_kl": info["upper"]} if info.get("upper_method") == "kl" else {}
+
+
 def _tightest(candidates: dict[str, float], pick) -> tuple[float, str]:
     name = pick(candidates, key=candidates.__getitem__)
     return float(candidates[name]), name
 
 
 def certified_brackets(mu: Tensor, logvar: Tensor, *, marginal_gap: float, avg_kl: float,
-                       quadrature_error: float = 0.0, exact_budget: float = EXACT_BHATTACHARYYA_BUDGET) -> dict:
+                       quadrature_error: float = 0.0, exact_budget: float = EXACT_BHATTACHARYYA_BUDGET,
+                       pairwise_budget: float = PAIRWISE_BUDGET, block_pairs: float = BLOCK_PAIRS) -> dict:
     r"""Brackets of mi, kl_agg, tc, dimwise_kl and avg_kl of a field (float64 (N, D) tensors).
 
     Args:
@@ -214,15 +264,18 @@ def certified_brackets(mu: Tensor, logvar: Tensor, *, marginal_gap: float, avg_k
         avg_kl: the closed form.
         quadrature_error: the quadratures' error estimate; the bounds that use ``marginal_gap`` are widened by
             it (plus rounding).
+        exact_budget, pairwise_budget, block_pairs: as :func:`pairwise_information` for the joint bounds (each
+            dimension's 1-D bounds get a D-th of each).
     Returns:
         ``{quantity: {"lower", "upper", "lower_by", "upper_by"}}``. See the module docstring and
         docs/maths.md, "Certified brackets", for each bound.
     """
     N, D = mu.shape
     tol = 10.0 * quadrature_error + 1e-12 * (1.0 + abs(marginal_gap))  # the quadrature's error, and rounding
-    joint = pairwise_information(mu, logvar, exact_budget=exact_budget)
+    joint = pairwise_information(mu, logvar, exact_budget=exact_budget, pairwise_budget=pairwise_budget,
+                                 block_pairs=block_pairs)
     mi_lo, mi_lo_by = _tightest({"zero": 0.0, f"pairwise_{joint['lower_method']}": joint["lower"]}, max)
-    mi_hi, mi_hi_by = _tightest({"log_N": math.log(N), "avg_kl": avg_kl, "pairwise_kl": joint["upper"],
+    mi_hi, mi_hi_by = _tightest({"log_N": math.log(N), "avg_kl": avg_kl, **_pairwise_kl(joint),
                                  "moment": float(moment_mi_upper(mu, logvar)),
                                  "tc_nonnegative": marginal_gap + tol}, min)
     out = {"avg_kl": {"lower": avg_kl, "upper": avg_kl, "lower_by": "closed", "upper_by": "closed"},
@@ -239,9 +292,10 @@ def certified_brackets(mu: Tensor, logvar: Tensor, *, marginal_gap: float, avg_k
     lo_sum = hi_sum = 0.0
     lo_by, hi_by = set(), set()
     for d in range(D):
-        one = pairwise_information(mu[:, d:d + 1], logvar[:, d:d + 1], exact_budget=exact_budget / max(D, 1))
+        one = pairwise_information(mu[:, d:d + 1], logvar[:, d:d + 1], exact_budget=exact_budget / max(D, 1),
+                                   pairwise_budget=pairwise_budget / max(D, 1), block_pairs=block_pairs / max(D, 1))
         i_lo, by_lo = _tightest({"zero": 0.0, f"pairwise_{one['lower_method']}": one["lower"]}, max)
-        i_hi, by_hi = _tightest({"log_N": math.log(N), "avg_kl": float(avg_kl_d[d]), "pairwise_kl": one["upper"],
+        i_hi, by_hi = _tightest({"log_N": math.log(N), "avg_kl": float(avg_kl_d[d]), **_pairwise_kl(one),
                                  "moment": float(moment_d[d])}, min)
         lo_sum += float(avg_kl_d[d]) - i_hi
         hi_sum += float(avg_kl_d[d]) - i_lo

@@ -1,12 +1,14 @@
 """The report: row selection, the Pareto front, plots and README from a CSV alone, and generated
 text that cites only documents the user has."""
+import math
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from estimators.bench.report import best_by_rmse, latest_cells, pareto_front, terminal_table, write_report
+from estimators.bench.report import equal_cost, latest_cells, pareto_front, terminal_table, write_report
+from estimators.bench.report.format import fmt
 from estimators.bench.schema import COLUMN_NAMES
 from estimators.bench.store import read_results
 
@@ -40,14 +42,19 @@ def report_folder(tiny_run, tmp_path_factory):
 @pytest.mark.slow
 def test_report_from_the_csv_alone(report_folder):
     folder, written = report_folder
-    assert sorted(p.name for p in written) == ["README.md", "t-bias.png", "t-pareto.png"]  # no log_px rows
+    assert sorted(p.name for p in written) == ["README.md", "t-bias.png", "t-cost.png", "t-pareto.png"]  # no log_px
     readme = (folder / "README.md").read_text()
     for p in written[:-1]:
         assert p.stat().st_size > 0 and f"![{p.name}]({p.name})" in readme
-    best = best_by_rmse(read_results(folder / "t.csv"))
-    row = best[(best["quantity"] == "tc") & (best["batch_size"] == 12)].iloc[0]
-    assert f"{row['series']} ({row['rmse']:.3g})" in readme
-    assert "exact" not in set(best["estimator"])  # the full-N evaluation is not a minibatch choice
+    df = read_results(folder / "t.csv")
+    best, levels = equal_cost(df, "evaluations")
+    assert levels == [4.0, 12.0, math.inf]  # TINY's batch sizes, then any cost
+    row = best[(best["quantity"] == "tc") & (best["level"] == 12)].iloc[0]
+    assert f"{row['series']} B={int(row['batch_size'])}: {fmt(row['rmse'], row['rmse_se'])}" in readme
+    assert "| scenario | ≤ 4 encoder evals | ≤ 12 encoder evals | any cost |" in readme
+    # iwae (k = 3) costs B (1 + k), exact B + N = B + 40: only the minibatch estimators fit B = 4 and 12
+    assert set(best[best["level"] < math.inf]["estimator"]) <= {"naive", "mws", "mss"}
+    assert "### At the largest batch size (B = 12)" in readme and "| estimator | mi bias | mi RMSE |" in readme
     assert "- cells: 80 finished, 0 failed" in readme
     assert "reference_se <= bias_se / 10, see docs/maths.md" in readme
     for name in COLUMN_NAMES:  # the column table comes from the schema

@@ -1,5 +1,6 @@
 """`python -m estimators bench` and `report`: bad input exits 2 with nothing written; a run writes a
 tidy CSV, resumes, and `report` regenerates plots and summary from the CSV alone."""
+import math
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from estimators.bench.report import best_by_rmse
+from estimators.bench.report import equal_cost
 from estimators.cli import main
 
 SMALL = ["--batch-sizes", "4", "8", "--replicates", "3", "--reference-samples", "16", "--no-progress"]
@@ -100,10 +101,10 @@ def test_run_resume_and_report(tmp_path, capsys, field_file):
     readme = (out / "README.md").read_text()
     for name in ("myvae-bias.png", "myvae-pareto.png"):
         assert (out / name).stat().st_size > 0 and name in readme
-    best = best_by_rmse(pd.read_csv(csv))
-    row = best[(best["quantity"] == "tc") & (best["batch_size"] == 8)].iloc[0]
-    assert "| myvae | " in readme and f"{row['estimator']} ({row['rmse']:.3g})" in readme
-    assert "exact" not in set(best["estimator"])  # the full-N evaluation is not a minibatch choice
+    best, levels = equal_cost(pd.read_csv(csv), "evaluations")
+    row = best[(best["quantity"] == "tc") & (best["level"] == 8)].iloc[0]
+    assert "| myvae | " in readme and f"{row['series']} B={int(row['batch_size'])}: " in readme
+    assert "exact" not in set(best[best["level"] < math.inf]["estimator"])  # B + N fits no minibatch budget
 
 
 def test_report_without_csv_exits_2(tmp_path, capsys):

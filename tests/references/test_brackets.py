@@ -122,7 +122,8 @@ def test_bounds_pinch_for_well_separated_components():
 def test_single_component_and_identical_fields_have_zero_width_brackets():
     mu = torch.tensor([[0.3, -1.2]], dtype=F64)
     lv = torch.tensor([[-0.4, 0.8]], dtype=F64)
-    assert pairwise_information(mu, lv) == {"lower": 0.0, "upper": 0.0, "lower_method": "bhattacharyya"}
+    assert pairwise_information(mu, lv) == {"lower": 0.0, "upper": 0.0, "lower_method": "bhattacharyya",
+                                           "upper_method": "kl"}
     ref = exact_references(mu.expand(20, 2), lv.expand(20, 2))
     for q in ("mi", "kl_agg", "tc", "avg_kl"):  # up to the 1e-12 rounding slack of the bounds that use tc >= 0
         assert ref[q]["lower"] == pytest.approx(ref[q]["value"], abs=1e-11)

@@ -3,12 +3,14 @@ redraws every plot beside it.
 
 For every benchmark CSV: its plots, the checks (failed cells, reference precision, predicted
 signs, references inside their certified brackets), for each scenario and quantity the estimator with
-the lowest RMSE at each batch size, bias tables, each reference's certified bracket and its width, the
-direct estimators (moment-based and density ratio), the log p(x) table; then the column table of the
-schema.
+the lowest RMSE at equal encoder evaluations and at equal time (:mod:`.budget`), every estimator's
+bias and RMSE on mi and tc at the largest batch size with a sentence per published variant
+(:mod:`.largest`), bias tables, each reference's certified bracket and its width, the direct
+estimators (moment-based and density ratio), the log p(x) table; then the column table of the schema.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -18,12 +20,16 @@ import pandas as pd
 from ...files import write_if_changed
 from ..grid import AGGREGATE_QUANTITIES, LOG_PX
 from ..metrics import Z_CHECK
+from .budget import TIE_Z, equal_cost
 from .columns import columns_table
+from .cost import COST_RULES, DENSITY_RATIO_EVAL, encoder_evaluations
 from .format import fmt, md_table
+from .largest import QUANTITIES as LARGEST_QUANTITIES, Z_DIFFER, largest_batch, largest_tables, rmse_cell, \
+    variant_sentences
 from .plots import PLOTS
-from .select import DIRECT_FAMILIES, aggregate_rows, best_by_rmse, direct_rows, latest_cells, load_results
+from .select import DIRECT_FAMILIES, aggregate_rows, direct_rows, latest_cells, load_results
 
-__all__ = ["write_report", "summary_markdown", "DIRECT_DWARF"]
+__all__ = ["write_report", "summary_markdown", "seconds_text", "DIRECT_DWARF"]
 
 DIRECT_DWARF = 100.0  # |bias| / reference_se above which a direct estimator's cell needs no finer reference
 
@@ -37,23 +43,71 @@ def _bias_cells(g: pd.DataFrame, batch) -> list[str]:
     return out
 
 
-def _best_tables(df: pd.DataFrame) -> list[str]:
-    best = best_by_rmse(df)
+def _level_head(budget: str, level: float) -> str:
+    r"""A column header naming the budget: ``≤ 512 encoder evals``, ``≤ 3 ms``, ``any cost``."""
+    if math.isinf(level):
+        return "any cost"
+    return f"≤ {level:g} encoder evals" if budget == "evaluations" else f"≤ {seconds_text(level)}"
+
+
+def seconds_text(x: float) -> str:
+    r"""Seconds in the unit a reader takes in at a glance: ``0.3 ms``, ``12 ms``, ``1.5 s``."""
+    return f"{x:.2g} s" if x >= 1 else f"{float(f'{x * 1e3:.2g}'):g} ms"
+
+
+def _winner_cell(r, budget: str) -> str:
+    r"""``series B=b: rmse ± se``, the cost where the column has no budget, and the ties."""
+    cell = f"{r['series']} B={int(r['batch_size'])}: {rmse_cell(r)}"
+    if math.isinf(r["level"]):
+        cell += (f" ({r['evaluations']:.0f} evals)" if budget == "evaluations"
+                 else f" ({seconds_text(r['seconds'])})")
+    if r["tied"]:
+        cell += " (≈ " + ", ".join(r["tied"]) + ")"
+    return cell
+
+
+def _equal_cost_tables(df: pd.DataFrame, budget: str) -> list[str]:
+    r"""Per quantity: the lowest RMSE ± se within each budget level, one row per scenario."""
+    best, levels = equal_cost(df, budget)
     if best.empty:
         return []
     out = []
-    batch = sorted(set(best["batch_size"]))
     for q in [q for q in AGGREGATE_QUANTITIES if q in set(best["quantity"])]:
         rows = []
-        for label in dict.fromkeys(best["label"]):
+        for group in dict.fromkeys(best["group"]):
             cells = []
-            for b in batch:
-                r = best[(best["label"] == label) & (best["quantity"] == q) & (best["batch_size"] == b)]
-                cells.append(f"{r.iloc[0]['series']} ({r.iloc[0]['rmse']:.3g})" if len(r) else "")
-            rows.append([label] + cells)
-        out.append(f"**{q}**: lowest RMSE (nats) at each batch size\n\n"
-                    + md_table(["scenario"] + [f"B={b}" for b in batch], rows))
+            for level in levels:
+                r = best[(best["group"] == group) & (best["quantity"] == q) & (best["level"] == level)]
+                cells.append(_winner_cell(r.iloc[0], budget) if len(r) else "")
+            rows.append([group] + cells)
+        what = "encoder evaluations" if budget == "evaluations" else "time"
+        out.append(f"**{q}** at equal {what} per estimate\n\n"
+                   + md_table(["scenario"] + [_level_head(budget, x) for x in levels], rows))
     return out
+
+
+_EQUAL_COST_INTRO = (
+    "For each scenario and quantity: the estimator, at the batch size B shown, with the lowest RMSE ± se among "
+    "those whose cost per estimate fits the budget at the head of the column; same scenario, same quantity, same "
+    "budget. The published variants are left out, and so are the moment-based and density-ratio estimators "
+    "(they converge to a moment-matched or a discriminator's value, not to the quantity: a low RMSE on one field "
+    "does not carry over; see their own section). ≈: estimators whose RMSE is within "
+    "{tie:g} hypot(rmse_se) of the winner's (not distinguishable at 95%; every estimator ran on the same replicate "
+    "batches). `any cost`: the lowest RMSE whatever it costs, with its cost. The budgets stop at what the "
+    "minibatch estimators spend at the largest batch size: beyond it no minibatch configuration of this grid "
+    "spends the budget.")
+_EVALUATIONS = (
+    "**Encoder evaluations** (`≤ n encoder evals`): the posteriors q(z|x) one estimate reads, each an encoder "
+    "pass in training: {rules}.")
+_TIME = (
+    "**Time** (`≤ t`): the estimator's own median seconds per estimate (`time_per_call_s`; the encoder's time "
+    "not included), on the machine that wrote the CSV, in steps of about 3x.")
+
+
+def _cost_rules_text() -> str:
+    names = {"minibatch": "the minibatch estimators", "importance": "`iwae` (k more posteriors per sample)",
+             "exact": "`exact` (every posterior of the data set)"}
+    return ", ".join(f"{COST_RULES[f]} for {what}" for f, what in names.items())
 
 
 def _bias_tables(df: pd.DataFrame) -> list[str]:
@@ -147,7 +201,9 @@ def _density_ratio_table(df: pd.DataFrame) -> str | None:
             r = g[g["k"] == k]
             cells.append(fmt(r.iloc[0]["bias"], r.iloc[0]["bias_se"]) if len(r) else "")
         rows.append([label, f"{ref:.4g}"] + cells)
-    return md_table(["scenario", "true tc"] + [f"{k} steps" for k in steps], rows)
+    cost = ", ".join(f"{k} steps {encoder_evaluations(d[d['k'] == k]).max():.0f}" for k in steps)
+    return (md_table(["scenario", "true tc"] + [f"{k} steps" for k in steps], rows)
+            + f"\n\nEncoder evaluations per estimate (2 B steps + {DENSITY_RATIO_EVAL}, B = the training batch): {cost}.")
 
 
 def _log_px_table(df: pd.DataFrame) -> str | None:
@@ -229,13 +285,33 @@ def summary_markdown(frames: dict[str, pd.DataFrame], plots: dict[str, list[str]
                 f"`{name}.csv`: {len(df)} rows; seed {int(meta['seed'])}, dtype {meta['dtype']}.", ""]
         doc += [f"![{p}]({p})" for p in plots.get(name, [])] + [""]
         doc += ["### Checks", ""] + _checks(df) + [""]
-        best = _best_tables(df)
-        if best:
-            doc += ["### Lowest RMSE", "",
-                    "Among the estimators one would train with (`exact`, the full-N evaluation, and the "
-                    "published variants are left out); RMSE in brackets.", ""]
-            for t in best:
+        evaluations, time = _equal_cost_tables(df, "evaluations"), _equal_cost_tables(df, "seconds")
+        if evaluations or time:
+            doc += ["### Lowest RMSE at equal cost", "", _EQUAL_COST_INTRO.format(tie=TIE_Z), ""]
+            if evaluations:
+                doc += [_EVALUATIONS.format(rules=_cost_rules_text()), ""]
+                for t in evaluations:
+                    doc += [t, ""]
+            if time:
+                doc += [_TIME, ""]
+                for t in time:
+                    doc += [t, ""]
+        largest = largest_tables(df)
+        if largest:
+            B = largest_batch(df)
+            doc += [f"### At the largest batch size (B = {B})", "",
+                    f"Each estimator's bias ± se and RMSE ± se on {' and '.join(LARGEST_QUANTITIES)} at B = {B}, "
+                    "the largest batch size of this grid, with its encoder evaluations per estimate; the "
+                    "moment-based estimators (tc only) after the estimators of log q(z), the published variants "
+                    "last.", ""]
+            for t in largest:
                 doc += [t, ""]
+            sentences = variant_sentences(df)
+            if sentences:
+                doc += ["How each published variant compares with the correct estimator it was meant to compute "
+                        f"(generated from the tables above; \"beyond {Z_DIFFER:g} se\": the two biases differ by "
+                        f"more than {Z_DIFFER:g} hypot(bias_se)):", ""]
+                doc += [f"- {t}" for t in sentences] + [""]
         bias = _bias_tables(df)
         if bias:
             doc += ["### Bias by scenario", ""]

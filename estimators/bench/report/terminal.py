@@ -6,7 +6,8 @@ import pandas as pd
 
 from ..grid import AGGREGATE_QUANTITIES, LOG_PX
 from .format import fmt
-from .select import aggregate_rows, best_by_rmse, latest_cells
+from .budget import equal_cost
+from .select import aggregate_rows, latest_cells
 
 __all__ = ["terminal_table", "estimator_tables", "WIDTH"]
 
@@ -64,28 +65,27 @@ def estimator_tables(df: pd.DataFrame, width: int = WIDTH) -> list[str]:
     return lines
 
 
-def terminal_table(df: pd.DataFrame, max_rows: int = 40, *, every_estimator: bool = False) -> str:
-    r"""Per scenario and quantity, the lowest-RMSE estimator at each batch size; log p(x) at the
-    largest k; then failed cells. With ``every_estimator``, first every estimator's bias ± se
-    and rmse (:func:`estimator_tables`: for a posterior file of one's own)."""
-    best = best_by_rmse(df)
-    lines = estimator_tables(df) if every_estimator else []
+def terminal_table(df: pd.DataFrame, max_rows: int = 40, *, every_estimator: bool = False,
+                   width: int = WIDTH) -> str:
+    r"""Per scenario and quantity, the lowest-RMSE estimator at equal encoder evaluations per estimate
+    (:mod:`.budget`: within each budget, the grid's batch sizes, then at any cost); log p(x) at the
+    largest k; then failed cells. With ``every_estimator``, first every estimator's bias ± se and rmse
+    (:func:`estimator_tables`: for a posterior file of one's own). Laid out in ``width`` columns."""
+    best, levels = equal_cost(df, "evaluations")
+    lines = estimator_tables(df, width=width) if every_estimator else []
     if not best.empty:
-        batch = sorted(set(best["batch_size"]))
-        head = ["scenario", "quantity"] + [f"B={b}" for b in batch]
+        head = ["scenario / quantity"] + [f"<= {x:g} evals" if np.isfinite(x) else "any cost" for x in levels]
         rows = []
-        for label in dict.fromkeys(best["label"]):
+        for group in dict.fromkeys(best["group"]):
             for q in [q for q in AGGREGATE_QUANTITIES if q in set(best["quantity"])]:
                 cells = []
-                for b in batch:
-                    r = best[(best["label"] == label) & (best["quantity"] == q) & (best["batch_size"] == b)]
-                    cells.append(f"{r.iloc[0]['series']} {r.iloc[0]['rmse']:.2g}" if len(r) else "")
-                rows.append([label, q] + cells)
-        rows = rows[:max_rows]
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-        lines.append("lowest RMSE (estimator, rmse in nats):")
-        for r in [head] + rows:
-            lines.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+                for level in levels:
+                    r = best[(best["group"] == group) & (best["quantity"] == q) & (best["level"] == level)]
+                    cells.append(f"{r.iloc[0]['series']} B={int(r.iloc[0]['batch_size'])} {r.iloc[0]['rmse']:.2g}"
+                                 if len(r) else "")
+                rows.append([f"{group} {q}"] + cells)
+        lines.append("lowest RMSE at equal encoder evaluations per estimate (iwae: B (1 + k); exact: B + N; nats):")
+        lines += _aligned(head, rows[:max_rows], indent="", width=width)
     d = latest_cells(df)
     px = d[d["quantity"] == LOG_PX]
     if len(px):
