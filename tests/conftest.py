@@ -99,3 +99,16 @@ def sharp_field():
 def broad_field():
     """Broad, overlapping posteriors: mu ~ 0.5 N(0, I), logvar ~ U(0, 1), N = 200, D = 3, float64."""
     return _make_field(200, 3, seed=41, spread=0.5, logvar=(0.0, 1.0))
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*argv) -> (exit code, stdout, stderr)`` of ``python -m estimators`` in process."""
+    from estimators.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

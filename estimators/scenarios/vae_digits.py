@@ -135,20 +135,26 @@ def load_digits_data() -> torch.Tensor:
 
 
 class DigitsVAE(nn.Module):
-    r"""The MLP VAE of the scenario: encoder 64-h-...-2D, decoder mirrored, Bernoulli pixels."""
+    r"""The MLP VAE of the scenarios: encoder n_pixels-h-...-2D (ReLU) to (mu, logvar), decoder to Bernoulli logits.
 
-    def __init__(self, n_pixels: int = 64, hidden: tuple[int, ...] = (128, 128), latent_dim: int = 8) -> None:
+    The decoder mirrors ``hidden`` with ReLU unless ``decoder_hidden`` and ``decoder_activation`` say otherwise
+    (the dSprites model of :mod:`.vae_dsprites`: three tanh layers).
+    """
+
+    def __init__(self, n_pixels: int = 64, hidden: tuple[int, ...] = (128, 128), latent_dim: int = 8, *,
+                 decoder_hidden: tuple[int, ...] | None = None, decoder_activation=nn.ReLU) -> None:
         super().__init__()
 
-        def mlp(sizes: list[int]) -> nn.Sequential:
+        def mlp(sizes: list[int], activation) -> nn.Sequential:
             layers: list[nn.Module] = []
             for a, b in zip(sizes[:-2], sizes[1:-1]):
-                layers += [nn.Linear(a, b), nn.ReLU()]
+                layers += [nn.Linear(a, b), activation()]
             return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
 
+        decoder_hidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
         self.latent_dim = latent_dim
-        self.encoder = mlp([n_pixels, *hidden, 2 * latent_dim])
-        self.decoder = mlp([latent_dim, *reversed(hidden), n_pixels])
+        self.encoder = mlp([n_pixels, *hidden, 2 * latent_dim], nn.ReLU)
+        self.decoder = mlp([latent_dim, *decoder_hidden, n_pixels], decoder_activation)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).split(self.latent_dim, dim=-1)

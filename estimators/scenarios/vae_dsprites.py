@@ -41,6 +41,7 @@ from ..files import atomic_path, cache_dir
 from ..numerics import kl_to_prior
 from ..posteriors import Posteriors
 from .dsprites_data import FACTOR_NAMES, FULL_GRID, RENDER_VERSION, TINY_GRID, Grid
+from .vae_digits import DigitsVAE
 
 __all__ = [
     "Recipe", "RECIPES", "TINY_RECIPES", "OBJECTIVES", "TRAINER_VERSION", "DspritesVAE", "cache_path",
@@ -151,30 +152,12 @@ TINY_RECIPES = {
 }
 
 
-class DspritesVAE(nn.Module):
+class DspritesVAE(DigitsVAE):
     r"""The MLP VAE of Chen et al. (2018) for dSprites: ReLU encoder to (mu, logvar), tanh decoder to Bernoulli logits."""
 
     def __init__(self, n_pixels: int, hidden: tuple[int, ...], decoder_hidden: tuple[int, ...],
                  latent_dim: int) -> None:
-        super().__init__()
-
-        def mlp(sizes: list[int], act) -> nn.Sequential:
-            layers: list[nn.Module] = []
-            for a, b in zip(sizes[:-2], sizes[1:-1]):
-                layers += [nn.Linear(a, b), act()]
-            return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
-
-        self.latent_dim = latent_dim
-        self.encoder = mlp([n_pixels, *hidden, 2 * latent_dim], nn.ReLU)
-        self.decoder = mlp([latent_dim, *decoder_hidden, n_pixels], nn.Tanh)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encoder(x).split(self.latent_dim, dim=-1)
-        return mu, logvar
-
-    def recon_nll(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        r"""-log p(x|z) per row (Bernoulli pixels), (B,)."""
-        return nn.functional.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(1)
+        super().__init__(n_pixels, hidden, latent_dim, decoder_hidden=decoder_hidden, decoder_activation=nn.Tanh)
 
 
 def _model(recipe: Recipe) -> DspritesVAE:

@@ -17,15 +17,3 @@ def field_file(tmp_path_factory):
     save_posteriors(field, path)
     return path
 
-
-@pytest.fixture
-def cli(capsys):
-    """``cli(*argv) -> (exit code, stdout, stderr)`` of ``python -m estimators`` in process."""
-    from estimators.cli import main
-
-    def run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run

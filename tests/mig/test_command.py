@@ -11,18 +11,6 @@ from tests.mig.fields import grid_field
 
 
 @pytest.fixture
-def cli(capsys):
-    from estimators.cli import main
-
-    def run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-@pytest.fixture
 def factor_file(tmp_path):
     mu, lv, f = grid_field((2, 3, 4), D=3, seed=0)
     path = tmp_path / "toy.npz"
