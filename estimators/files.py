@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["CACHE_ENV", "cache_dir", "atomic_path", "write_atomic", "write_if_changed"]
 
 CACHE_ENV = "VAE_ESTIMATORS_CACHE"
@@ -62,3 +64,18 @@ def write_if_changed(path: str | os.PathLike, data: str | bytes) -> bool:
         pass
     write_atomic(path, data)
     return True
+
+
+def read_fingerprinted(path: str | os.PathLike, fingerprint: str, keys: tuple[str, ...]) -> tuple | None:
+    r"""The arrays ``keys`` of a cached ``.npz`` whose ``fingerprint`` entry equals ``fingerprint``, or None when
+    the file is missing, unreadable (corrupt, foreign) or written for another fingerprint: the caller recomputes."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["fingerprint"]) != fingerprint:
+                return None
+            return tuple(np.array(data[k]) for k in keys)
+    except Exception:  # corrupt or foreign file
+        return None

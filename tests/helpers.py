@@ -198,3 +198,19 @@ def scipy_kl_1d(mu: np.ndarray, logvar: np.ndarray) -> float:
         value, _ = integrate.quad(f, (mu - 40 * sd).min(), (mu + 40 * sd).max(), points=points, limit=5000,
                                   epsabs=1e-15, epsrel=1e-13)
     return value
+
+
+class Terminal:
+    """A stand-in for stderr on a terminal (progress bars show there): collects what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True

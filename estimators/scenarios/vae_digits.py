@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..digits import DIGITS_N, digits_images
-from ..files import CACHE_ENV, atomic_path, cache_dir  # noqa: F401  (CACHE_ENV re-exported: the documented override)
+from ..files import CACHE_ENV, atomic_path, cache_dir, read_fingerprinted  # noqa: F401  (CACHE_ENV re-exported: the documented override)
 from ..numerics import kl_to_prior
 from ..posteriors import Posteriors
 
@@ -265,15 +265,7 @@ def train_vae(recipe: Recipe = DEFAULT_RECIPE) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_cache(path: Path, fingerprint: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The cached (mu, logvar), or None when the file is missing, unreadable or for another recipe."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["fingerprint"]) != fingerprint:
-                return None
-            return np.array(data["mu"]), np.array(data["logvar"])
-    except Exception:  # corrupt or foreign file: retrain and overwrite
-        return None
+    return read_fingerprinted(path, fingerprint, ("mu", "logvar"))
 
 
 def _write_cache(path: Path, recipe: Recipe, mu: np.ndarray, logvar: np.ndarray) -> None:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..decompose import decompose
-from ..files import atomic_path, cache_dir
+from ..files import atomic_path, cache_dir, read_fingerprinted
 from ..numerics import kl_to_prior
 from ..posteriors import Posteriors
 from .dsprites_data import FACTOR_NAMES, FULL_GRID, RENDER_VERSION, TINY_GRID, Grid
@@ -387,14 +387,12 @@ def _as_report(text) -> dict:
 
 def _read_cache(path: Path, fingerprint: str):
     """The cached (mu, logvar, report), or None when the file is missing, unreadable or for another recipe."""
-    if not path.is_file():
+    cached = read_fingerprinted(path, fingerprint, ("mu", "logvar", "report"))
+    if cached is None:
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["fingerprint"]) != fingerprint:
-                return None
-            return np.array(data["mu"]), np.array(data["logvar"]), _as_report(data["report"])
-    except Exception:  # corrupt or foreign file: retrain and overwrite
+        return cached[0], cached[1], _as_report(cached[2])
+    except ValueError:  # a corrupt report: retrain and overwrite, as for a corrupt file
         return None
 
 

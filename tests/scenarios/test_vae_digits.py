@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from estimators.scenarios import vae_digits as vd
 from estimators.scenarios import make_scenario
+from estimators.scenarios import vae_digits as vd
+from tests.helpers import Terminal
 
 TINY = vd.Recipe(latent_dim=2, hidden=(16,), epochs=1, batch_size=256)
 
@@ -168,25 +169,9 @@ def test_default_recipe_separation(cache):
     assert rates[2] > math.log(1797), rates
 
 
-class _Terminal:
-    """A stand-in for stderr on a terminal: collects what is written."""
-
-    def __init__(self):
-        self.text = ""
-
-    def write(self, s):
-        self.text += s
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
-
-
 def test_training_shows_a_progress_bar_on_a_terminal_only(monkeypatch):
     quiet = vd.train_vae(replace(TINY, epochs=3))
-    term = _Terminal()
+    term = Terminal()
     monkeypatch.setattr(vd.sys, "stderr", term)
     monkeypatch.delenv(vd.PROGRESS_ENV, raising=False)
     shown = vd.train_vae(replace(TINY, epochs=3))

@@ -17,6 +17,7 @@ from estimators.cli import main
 from estimators.numerics import log_normal, log_standard_normal
 from estimators.scenarios import dsprites_data as dd
 from estimators.scenarios import vae_dsprites as vd
+from tests.helpers import Terminal
 
 TINY = vd.TINY_RECIPES["beta-vae"]
 TINY_TC = vd.TINY_RECIPES["beta-tcvae"]
@@ -229,25 +230,9 @@ def test_report_without_training(cache):
     assert vd.model_report(SHORT, train=False)["steps"] == SHORT.steps and len(calls) == 1
 
 
-class _Terminal:
-    """A stand-in for stderr on a terminal: collects what is written."""
-
-    def __init__(self):
-        self.text = ""
-
-    def write(self, s):
-        self.text += s
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
-
-
 def test_progress_bars_change_no_number(monkeypatch):
     quiet, _ = vd.train_model(SHORT, progress=False)
-    term = _Terminal()
+    term = Terminal()
     monkeypatch.setattr(vd.sys, "stderr", term)
     monkeypatch.delenv(vd.PROGRESS_ENV, raising=False)
     shown, _ = vd.train_model(SHORT)  # on a terminal: shown by default
