@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..files import atomic_path, cache_dir
+from ..files import atomic_path, cache_dir, read_fingerprinted
 from ..posteriors import Posteriors
 from ..scenarios.vae_digits import DigitsVAE, Recipe, fit_digits_vae, load_digits_data, recipe_for
 
@@ -184,16 +184,14 @@ def _encoder_file(recipe: Recipe, directory) -> Path:
 
 
 def _read_encoder(path: Path, model: DigitsVAE, fingerprint: str) -> bool:
-    if not path.is_file():
+    names = tuple(model.encoder.state_dict())
+    arrays = read_fingerprinted(path, fingerprint, tuple(f"p:{k}" for k in names))
+    if arrays is None:
         return False
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["fingerprint"]) != fingerprint:
-                return False
-            state = {k: torch.from_numpy(np.array(data[f"p:{k}"])) for k in model.encoder.state_dict()}
-        model.encoder.load_state_dict(state)
+        model.encoder.load_state_dict({k: torch.from_numpy(a) for k, a in zip(names, arrays)})
         return True
-    except Exception:  # corrupt or foreign: retrain
+    except Exception:  # foreign shapes: retrain
         return False
 
 
