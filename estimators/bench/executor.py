@@ -36,6 +36,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from ..references import executor as references_executor
+
 __all__ = ["SerialExecutor", "DaskExecutor", "SERIAL", "SchedulerUnreachable", "add_cluster_arguments",
            "executor_from_args", "package_hash", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_ALLOWED_FAILURES"]
 
@@ -48,10 +50,9 @@ class SchedulerUnreachable(ValueError, ConnectionError):
     r"""No dask scheduler answered at the address given (or it has no workers)."""
 
 
-class SerialExecutor:
-    r"""Runs every call here, in order (today's behaviour, and the default)."""
-
-    workers = 1
+class SerialExecutor(references_executor.SerialExecutor):
+    r"""Runs every call here, in order (today's behaviour, and the default); the references' serial executor with
+    what the benchmark's run loop also asks of an executor (a context, a description, results as they finish)."""
 
     def __enter__(self) -> "SerialExecutor":
         return self
@@ -61,10 +62,6 @@ class SerialExecutor:
 
     def describe(self) -> str:
         return "this process"
-
-    def map(self, func: Callable, items: Sequence, shared: tuple = ()) -> list:
-        r"""``[func(item, *shared) for item in items]``."""
-        return [func(item, *shared) for item in items]
 
     def as_completed(self, func: Callable, items: Sequence, shared: tuple = ()) -> Iterator[tuple[int, Any, Exception | None]]:
         r"""Yield ``(index, func(item, *shared), None)`` in order, ``(index, None, exc)`` where it raised."""
