@@ -5,6 +5,12 @@ same numbers on every run. Tests that need other sizes take the ``make_field`` /
 """
 from __future__ import annotations
 
+import os
+
+# The dsprites scenarios run on the tiny grid in the tests (seconds to train; the full recipes take half an hour):
+# set before the package is imported, inherited by the CLI subprocesses. See vae_dsprites.scenario_recipes.
+os.environ.setdefault("VAE_ESTIMATORS_DSPRITES", "tiny")
+
 from dataclasses import dataclass
 
 import pytest

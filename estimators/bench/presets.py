@@ -1,4 +1,5 @@
-r"""Named benchmark grids: ``quick`` (a smoke run), ``standard`` (the committed report) and ``full``.
+r"""Named benchmark grids: ``quick`` (a smoke run), ``standard`` (the committed report), ``paper`` (the published
+dSprites setting, committed as ``results/paper.*``), ``density_ratio`` and ``full``.
 
 The ``standard`` preset is what ``scripts/main.sh`` recomputes and compares with the committed
 ``results/standard.csv``: changing it changes the report.
@@ -105,6 +106,18 @@ PRESETS: dict[str, Preset] = {
             direct_estimators=("density_ratio",),
             density_ratio_steps=(30, 100, 300, 1000, 3000),
             density_ratio_replicates=10,  # Student-t claims at 1e-4 (tests/bench/test_committed_density_ratio.py)
+        ),
+        Preset(
+            name="paper",
+            description="dSprites at B = 64 .. 2048, full-N references (30 min once the VAEs are trained)",
+            scenarios=_specs(("dsprites", "dsprites-tcvae"), N=None, D=None),
+            batch_sizes=(64, 256, 1024, 2048),
+            k=(16,),
+            replicates=16,
+            log_px_tasks=(),
+            reference_target_se=0.01,
+            density_ratio_steps=(300,),
+            density_ratio_replicates=4,
         ),
         Preset(
             name="full",

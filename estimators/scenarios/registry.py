@@ -3,7 +3,8 @@ r"""The registry of scenarios: named, seeded, parameterised fields of encoder po
 Every scenario is a function ``build(N, D, separation, seed) -> Posteriors`` registered in
 :data:`SCENARIOS`; :func:`make_scenario` validates the arguments and calls it. ``separation`` in
 [0, 1] runs from collapsed (0: mi = I(n; z) near 0) to well separated (1: mi near log N). The
-synthetic builders are in :mod:`.synthetic`, the trained VAE in :mod:`.vae_digits`.
+synthetic builders are in :mod:`.synthetic`, the trained VAEs in :mod:`.vae_digits` and
+:mod:`.vae_dsprites`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from ..digits import DIGITS_N
 from ..posteriors import Posteriors
 from ..validation import as_int
-from . import synthetic, vae_digits
+from . import synthetic, vae_digits, vae_dsprites
 
 __all__ = ["Scenario", "SCENARIOS", "make_scenario"]
 
@@ -47,13 +48,36 @@ class Scenario:
     max_N: int | None = None
 
 
-def _vae_digits(N: int, D: int, separation: float, seed: int) -> Posteriors:
-    field = vae_digits.digits_posteriors(vae_digits.recipe_for(D, separation, seed))
-    if N < field.N:  # deterministic subsample, kept in data order
-        index = torch.randperm(field.N, generator=synthetic.scenario_generator("vae-digits", seed))[:N].sort().values
-        field = field.subset(index)
-    return field
+def _subsample(field: Posteriors, N: int, name: str, seed: int) -> Posteriors:
+    """N of the field's rows, chosen by ``seed`` and kept in data order (the whole field when N is its size)."""
+    if N >= field.N:
+        return field
+    index = torch.randperm(field.N, generator=synthetic.scenario_generator(name, seed))[:N].sort().values
+    return field.subset(index)
 
+
+def _dsprites(objective: str):
+    def build(N: int, D: int, separation: float, seed: int) -> Posteriors:
+        recipe = vae_dsprites.scenario_recipes()[objective]
+        name = recipe.name
+        if D != recipe.latent_dim:
+            raise ValueError(f"D must be {recipe.latent_dim} for scenario {name!r} (the trained VAE's latent size), "
+                             f"got {D}")
+        if separation != 0.5:
+            raise ValueError(f"scenario {name!r} is one trained model: separation must be 0.5 (the default), "
+                             f"got {separation}")
+        return _subsample(vae_dsprites.dsprites_posteriors(recipe), N, name, seed)
+    return build
+
+
+def _vae_digits(N: int, D: int, separation: float, seed: int) -> Posteriors:
+    return _subsample(vae_digits.digits_posteriors(vae_digits.recipe_for(D, separation, seed)), N, "vae-digits", seed)
+
+
+_DSPRITES = vae_dsprites.scenario_recipes()
+_DSPRITES_N = next(iter(_DSPRITES.values())).grid.N
+_DSPRITES_D = next(iter(_DSPRITES.values())).latent_dim
+_TINY = " (the tiny CI grid: VAE_ESTIMATORS_DSPRITES=tiny)" if _DSPRITES is vae_dsprites.TINY_RECIPES else ""
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -71,6 +95,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("vae-digits", "posteriors of a beta-VAE trained on scikit-learn's digits; separation sets "
                  "beta (4 at 0 .. 1/16 at 1), seed the training seed", _vae_digits,
                  DIGITS_N, 8, prior_at_zero=False, real=True, max_N=DIGITS_N),
+        Scenario("dsprites", f"posteriors of a VAE (beta 1, the beta-TCVAE paper's MLP) on all {_DSPRITES_N:,} "
+                 f"procedural dSprites images{_TINY}; trained once (about 20 minutes on 2 cores) and cached; a "
+                 "smaller N subsamples by seed", _dsprites("beta-vae"), _DSPRITES_N, _DSPRITES_D,
+                 prior_at_zero=False, real=True, max_N=_DSPRITES_N),
+        Scenario("dsprites-tcvae", f"posteriors of a beta-TCVAE (beta 6 on the tc, estimated with mss) on all "
+                 f"{_DSPRITES_N:,} procedural dSprites images{_TINY}; trained once and cached like dsprites",
+                 _dsprites("beta-tcvae"), _DSPRITES_N, _DSPRITES_D, prior_at_zero=False, real=True,
+                 max_N=_DSPRITES_N),
     ]
 }
 
@@ -81,11 +113,14 @@ def make_scenario(name: str, *, N: int | None = None, D: int | None = None, sepa
 
     Args:
         name: a key of :data:`SCENARIOS`.
-        N: number of posteriors (default: the scenario's ``default_N``). ``vae-digits`` takes at
-            most 1797 and subsamples deterministically (seeded by ``seed``) when N is smaller.
+        N: number of posteriors (default: the scenario's ``default_N``). The trained fields take
+            at most their data set's size (``vae-digits`` 1797, ``dsprites`` 737,280) and subsample
+            deterministically (seeded by ``seed``) when N is smaller.
         D: latent dimension (default: the scenario's ``default_D``); for ``vae-digits`` the latent
-            size of the trained VAE (a new D trains and caches a new model).
-        separation: in [0, 1]; 0 collapsed (mi near 0), 1 well separated (mi near log N).
+            size of the trained VAE (a new D trains and caches a new model); ``dsprites`` and
+            ``dsprites-tcvae`` have D = 10 only.
+        separation: in [0, 1]; 0 collapsed (mi near 0), 1 well separated (mi near log N). The
+            dsprites fields are single trained models and take the default 0.5 only.
         seed: non-negative int; the same arguments always give the same field.
 
     Returns:

@@ -46,10 +46,11 @@ from .vae_digits import DigitsVAE
 __all__ = [
     "Recipe", "RECIPES", "TINY_RECIPES", "OBJECTIVES", "TRAINER_VERSION", "DspritesVAE", "cache_path",
     "checkpoint_path", "dsprites_factors", "dsprites_posteriors", "export_posteriors", "model_report",
-    "train_model", "encode_grid",
+    "train_model", "encode_grid", "scenario_recipes", "GRID_ENV",
 ]
 
 PROGRESS_ENV = "VAE_ESTIMATORS_PROGRESS"  # "0": no progress bars by default
+GRID_ENV = "VAE_ESTIMATORS_DSPRITES"  # "tiny": the dsprites scenarios use TINY_RECIPES (the test suite sets it)
 TRAINER_VERSION = 1  # bump when the training or encoding code changes in a way that changes its output
 OBJECTIVES = ("beta-vae", "beta-tcvae")
 TC_ESTIMATOR = "mss"  # the decomposition's estimator in the beta-TCVAE objective
@@ -150,6 +151,16 @@ TINY_RECIPES = {
                   batch_size=64, threads=1)
     for name, recipe in RECIPES.items()
 }
+
+
+def scenario_recipes() -> dict[str, Recipe]:
+    r"""The recipes behind the scenarios ``dsprites`` and ``dsprites-tcvae``: :data:`RECIPES`, or :data:`TINY_RECIPES`
+    when the environment variable ``VAE_ESTIMATORS_DSPRITES`` is ``tiny`` (how the test suite runs the scenario path
+    in seconds instead of training for half an hour)."""
+    value = os.environ.get(GRID_ENV, "").strip().lower()
+    if value not in ("", "full", "tiny"):
+        raise ValueError(f"environment variable {GRID_ENV} must be 'full', 'tiny' or unset, got {value!r}")
+    return TINY_RECIPES if value == "tiny" else RECIPES
 
 
 class DspritesVAE(DigitsVAE):
