@@ -2,23 +2,26 @@ r"""The pruned joint reduction: out_i = logsumexp_n (log N(z_i; mu_n, diag var_n
 groups of components that provably cannot matter.
 
 Components are grouped by a k-d split of their means (recursive median bisection along the dimension
-whose spread, in units of the median posterior sd, is largest; groups of at most ``group_size``,
-and super-groups of ``SUPER`` consecutive groups). For a group (or super-group) g with means in the box
-[lo_gd, hi_gd], log-variances in [a_gd, b_gd], largest log weight w_g and n_g members, every member
-satisfies, for a query z,
+whose spread, in units of the median posterior sd, is largest; groups of at most ``group_size``), and
+the groups into a tree: runs of ``FANOUT`` consecutive groups, runs of ``FANOUT`` of those, and so on
+up to at most ``FANOUT`` units at the top (the k-d order keeps consecutive groups near each other). For
+a unit g (a group or a run) with means in the box [lo_gd, hi_gd], log-variances in [a_gd, b_gd],
+largest log weight w_g and n_g members, every member satisfies, for a query z,
 
     log N(z; mu_n, var_n) + log w_n <= U_g(z) = w_g - 1/2 sum_d (log 2 pi + min_{l in [a_gd, b_gd]} (l + r_d^2 e^{-l}))
 
 with r_d the distance from z_d to [lo_gd, hi_gd] (0 inside): l + r^2 e^{-l} is convex in l, with its
-minimum at l = log r^2, so the inner minimum is at clamp(log r_d^2, a_gd, b_gd). For each query the most
-promising group (of the most promising super-group) is evaluated exactly; its largest term M_i is a
-lower bound on the query's largest term. Every super-group and group with U_g(z_i) + log n_g <
-M_i + log(rel_tol / K) (K: the number of groups and super-groups) is skipped, so the skipped mass is
-at most K (rel_tol / K) exp(M_i) <= rel_tol times the whole sum: out_i is exact to ``rel_tol`` in the
-log (1e-12 by default, below float64's precision of a long sum). The rest is evaluated exactly and
-merged online. A probe of ``PROBE`` spread-out queries runs first; where they evaluate more than
-``WORTH_PRUNING`` of the terms (broad posteriors: nothing can be pruned) the dense kernel runs instead,
-so the pruned path costs at most the probe more than the dense one there.
+minimum at l = log r^2, so the inner minimum is at clamp(log r_d^2, a_gd, b_gd) (the C loop takes
+log r_d^2 from below, by at most 0.016, so that it vectorises: U_g only grows). For each query a greedy
+descent (the unit with the largest U_g at every level) finds a promising group, evaluated exactly; its
+largest term M_i is a lower bound on the query's largest term. Then, from the top, every unit with
+U_g(z_i) + log n_g < M_i + log(rel_tol / K) (K: the number of units of all levels) is skipped with
+everything under it, so the skipped mass is at most K (rel_tol / K) exp(M_i) <= rel_tol times the whole
+sum: out_i is exact to ``rel_tol`` in the log (1e-12 by default, below float64's precision of a long
+sum). The rest is evaluated exactly and merged online. A probe of ``PROBE`` spread-out queries runs
+first; where they evaluate more than ``WORTH_PRUNING`` of the terms (broad posteriors: nothing can be
+pruned) the dense kernel runs instead, so the pruned path costs at most the probe more than the dense
+one there.
 
 The loop is the C kernel of :mod:`.native` (float64); without it the dense :func:`.joint.joint_lse`
 runs (exact, unpruned). Forward only: the references it serves need no gradient.
@@ -36,10 +39,11 @@ from ..numerics import LOG_2PI
 from . import native
 from .joint import joint_lse
 
-__all__ = ["pruned_joint_lse", "PrunedMixture", "PruneStats", "kd_order", "group_bounds", "box_upper_bound", "SUPER"]
+__all__ = ["pruned_joint_lse", "PrunedMixture", "PruneStats", "kd_order", "group_bounds", "box_upper_bound", "FANOUT"]
 
-SUPER = 32  # groups per super-group
+FANOUT = 32  # units per unit of the next coarser level of the tree
 PROBE = 64  # queries tried first: the pruned loop runs only where it skips enough
+MAX_GROUP = 1024  # the C kernel's block: a group's padded terms fit one row of its buffer
 WORTH_PRUNING = 0.25  # largest fraction of the terms it may evaluate (its terms cost about 3x the dense ones)
 
 
@@ -130,22 +134,43 @@ def box_upper_bound(z: Tensor, lo, hi, lvlo, lvhi, wmax) -> Tensor:
     return wmax[None] - 0.5 * (z.shape[1] * LOG_2PI + (lv + r2 * torch.exp(-lv)).sum(2))
 
 
-def _grouped_transpose(x: Tensor, starts: np.ndarray) -> Tensor:
-    """Each group's rows (n_g, D) stored transposed, (D, n_g), at offset start * D: the C kernel's layout."""
-    N, D = x.shape
+def _panels(mu: Tensor, a: Tensor, c: Tensor, starts: np.ndarray, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The C kernel's layout of the groups (consecutive rows from ``starts``), each padded to a multiple of
+    ``width`` members: panels (P / width, 2 D, width) (mu rows, then a rows, per run of ``width`` members),
+    constants (P,) and the groups' offsets (G + 1,). Padding has a = 0 and a constant far below the clamp."""
+    N, D = mu.shape
     sizes = np.diff(np.append(starts, N))
-    seg = np.repeat(np.arange(len(starts)), sizes)
-    j = np.arange(N) - starts[seg]  # row within its group
-    dest = (starts[seg] * D)[:, None] + np.arange(D)[None, :] * sizes[seg][:, None] + j[:, None]
-    out = torch.empty(N * D, dtype=x.dtype)
-    out[torch.from_numpy(dest.reshape(-1))] = x.reshape(-1)
-    return out
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(-(-sizes // width) * width)
+    P = int(offsets[-1])
+    src = np.full(P, N, dtype=np.int64)  # row N: the padding row appended below
+    seg = np.repeat(np.arange(len(sizes)), sizes)
+    src[offsets[:-1][seg] + np.arange(N) - starts[seg]] = np.arange(N)
+    src = torch.from_numpy(src)
+    pad = lambda x, value: torch.cat([x, torch.full((1,) + tuple(x.shape[1:]), value, dtype=x.dtype)])[src]
+    runs = lambda x: pad(x, 0.0).view(P // width, width, D).transpose(1, 2)
+    panels = torch.cat([runs(mu), runs(a)], dim=1).contiguous()
+    return panels, pad(c, native.BIAS_FLOOR).contiguous(), torch.from_numpy(offsets)
 
 
 def _level(starts: np.ndarray, bounds: tuple[Tensor, ...], end: int) -> tuple[Tensor, ...]:
-    lo, hi, lvlo, lvhi, wmax, logn = (t.contiguous() for t in bounds)
-    return (torch.as_tensor(np.append(starts, end)).contiguous(), lo, hi, lvlo, lvhi,
-            torch.exp(lvlo).contiguous(), torch.exp(lvhi).contiguous(), wmax, logn)
+    """One level as the C kernel reads it (:data:`.native.PRUNE_FIELDS`): boxes (D, count), transposed."""
+    lo, hi, lvlo, lvhi, wmax, logn = bounds
+    return (torch.as_tensor(np.append(starts, end)).contiguous(),
+            *(t.T.contiguous() for t in (lo, hi, lvlo, lvhi, torch.exp(-lvlo), torch.exp(-lvhi))),
+            wmax.contiguous(), logn.contiguous())
+
+
+def _tree(starts: np.ndarray, bounds: tuple[Tensor, ...], N: int) -> list[tuple[Tensor, ...]]:
+    """The levels over the groups (``starts`` into the N components, their ``bounds``), coarsest first."""
+    levels = [_level(starts, bounds, N)]
+    count = len(starts)
+    while count > FANOUT:
+        runs = np.arange(0, count, FANOUT, dtype=np.int64)
+        bounds = _merge_levels(bounds, runs)
+        levels.append(_level(runs, bounds, count))
+        count = len(runs)
+    return levels[::-1]
 
 
 class PrunedMixture:
@@ -158,6 +183,8 @@ class PrunedMixture:
 
     def __init__(self, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *, rel_tol: float = 1e-12,
                  group_size: int = 64):
+        if not 1 <= group_size <= MAX_GROUP:
+            raise ValueError(f"group_size must be between 1 and {MAX_GROUP} components, got {group_size}")
         self.mu, self.logvar = mu.detach(), logvar.detach()
         self.log_weights = None if log_weights is None else log_weights.detach()
         N = mu.shape[0]
@@ -166,26 +193,29 @@ class PrunedMixture:
         if not self.ready:
             return
         log_w = torch.zeros(N, dtype=torch.float64) if log_weights is None else self.log_weights.to(torch.float64)
-        self.scale = np.maximum(np.median(np.exp(0.5 * self.logvar.numpy()), axis=0), 1e-300)
+        # the split heuristic's units (any positive scale keeps the result exact): the median posterior sd,
+        # from a strided subsample of at most 65,536 rows, which costs nothing at any N
+        sub = self.logvar[::max(1, N // 65536)]
+        self.scale = np.maximum(torch.exp(0.5 * sub.median(0).values.to(torch.float64)).numpy(), 1e-300)
         perm, starts = kd_order(self.mu.numpy(), self.scale, group_size)
         p = torch.as_tensor(perm)
         mu_s, lv_s, w_s = self.mu[p].contiguous(), self.logvar[p].contiguous(), log_w[p].contiguous()
         bounds = group_bounds(mu_s, lv_s, w_s, starts)
         G = len(starts)
-        super_starts = np.arange(0, G, SUPER, dtype=np.int64)
-        self.groups = _level(starts, bounds, N)
-        self.supers = _level(super_starts, _merge_levels(bounds, super_starts), G)
-        self.mu_g = _grouped_transpose(mu_s, starts)
-        self.a_g = _grouped_transpose(0.5 * torch.exp(-lv_s), starts)
-        self.c = (-0.5 * (lv_s + LOG_2PI).sum(1) + w_s).contiguous()
-        self.max_group = int(np.diff(np.append(starts, N)).max())
-        self.log_cut = math.log(rel_tol / (G + len(super_starts)))
+        self.levels = _tree(starts, bounds, N)
+        c = -0.5 * (lv_s + LOG_2PI).sum(1) + w_s
+        self.panels, self.consts, self.offsets = _panels(mu_s, 0.5 * torch.exp(-lv_s), c, starts,
+                                                         native.vector_width(torch.float64))
+        # the most siblings bounded at once: the top level, or the children of one coarse unit
+        self.max_fanout = max([self.levels[0][0].shape[0] - 1]
+                              + [int(np.diff(level[0].numpy()).max()) for level in self.levels[:-1]])
+        self.log_cut = math.log(rel_tol / sum(level[0].shape[0] - 1 for level in self.levels))
         self.G = G
         self.worth_pruning: bool | None = None  # decided by the first probe
 
     def _run(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return native.pruned_joint_lse(z.contiguous(), self.mu_g, self.a_g, self.c, self.groups, self.supers,
-                                       self.max_group, self.log_cut)
+        return native.pruned_joint_lse(z.contiguous(), self.panels, self.consts, self.offsets, self.levels,
+                                       self.max_fanout, self.log_cut)
 
     def __call__(self, z: Tensor, stats: PruneStats | None = None) -> Tensor:
         Q = z.shape[0]

@@ -22,8 +22,10 @@ def test_native_kernel_builds(built):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("N", [1, 1023, 1024, 2500])  # below, at and across the kernel's block of 1024
-def test_kernel_matches_brute_force_across_blocks(built, dtype, N):
-    z, mu, logvar = field(N=N, D=3, Q=13, seed=1, dtype=dtype)  # Q = 13: one full tile of 8 and a partial one
+@pytest.mark.parametrize("D", [3, 64])  # D = 64: the joint's blocks shrink to fit L2 (184 or 368 components)
+def test_kernel_matches_brute_force_across_blocks(built, dtype, N, D):
+    # Q = 13: one full tile of 8 and a partial one; N odd: a partial vector of components at the end
+    z, mu, logvar = field(N=N, D=D, Q=13, seed=1, dtype=dtype)
     W = weight_matrix(13, N, seed=2, dtype=dtype)
     lw = torch.linspace(-1, 1, N, dtype=dtype)
     lw[N // 2] = -math.inf

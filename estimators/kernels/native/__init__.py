@@ -26,7 +26,7 @@ import torch
 from ...files import atomic_path, cache_dir
 from ...numerics import LOG_2PI, exp_clamp
 
-__all__ = ["get", "unavailable_reason", "joint_lse", "marginal_lse", "pruned_joint_lse", "kd_order"]
+__all__ = ["get", "unavailable_reason", "joint_lse", "marginal_lse", "pruned_joint_lse", "kd_order", "vector_width"]
 
 _SOURCE = Path(__file__).with_name("mixture.c")
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-pthread", "-fPIC"]
@@ -88,10 +88,12 @@ def _load() -> dict[torch.dtype, ctypes.CDLL]:
         marginal.argtypes = joint.argtypes
         joint.restype = marginal.restype = None
         pruned = getattr(lib, "pruned_joint_lse" + suffix)
-        level = [ctypes.c_long, real_p] + [real_p] * 8  # count, starts, lo, hi, lvlo, lvhi, elo, ehi, wmax, logn
-        pruned.argtypes = ([real_p, ctypes.c_long, ctypes.c_long, real_p, real_p, real_p] + level + level
+        pruned.argtypes = ([real_p, ctypes.c_long, ctypes.c_long, real_p, real_p, real_p]  # z, Q, D, panels
+                           + [ctypes.c_long, real_p, real_p]  # levels: count, counts, pointers
                            + [ctypes.c_long, ctypes.c_double, real_p, real_p, ctypes.c_int])
-        pruned.restype = None
+        width = getattr(lib, "vector_width" + suffix)
+        width.argtypes, width.restype = [], ctypes.c_long
+        pruned.restype = ctypes.c_int
         kd = getattr(lib, "kd_order" + suffix)
         kd.argtypes = [real_p, ctypes.c_long, ctypes.c_long, real_p, ctypes.c_long, real_p, real_p]
         kd.restype = ctypes.c_long
@@ -164,7 +166,8 @@ def _nan_where_inputs_are(out: torch.Tensor, bad_z: torch.Tensor, mu, logvar, di
 
 def _launch(libs, name: str, z, mu_t, a_t, consts, bias, out) -> torch.Tensor:
     """Call the C function ``name`` (joint_lse or marginal_lse: one argument order) and return ``out``."""
-    (Q, D), N, dtype = z.shape, mu_t.shape[1], z.dtype
+    (Q, D), dtype = z.shape, z.dtype
+    N = mu_t.shape[0] if name == "joint_lse" else mu_t.shape[1]  # the joint takes (N, D), the marginals (D, N)
     zc = z.detach().contiguous()
     b = _bias(bias, dtype)
     getattr(libs[dtype], name + _VARIANTS[dtype][1])(
@@ -185,11 +188,12 @@ def joint_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_weigh
     if libs is None:
         return None
     dtype, Q = z.dtype, z.shape[0]
-    mu_t, a_t, half_log = _components(mu, logvar)
-    c = half_log.to(torch.float64).sum(1)  # sum over d in float64: D terms of size ~10
+    lv = logvar.detach()
+    m, a = mu.detach().contiguous(), (0.5 * torch.exp(-lv)).contiguous()  # (N, D): the C loop packs them
+    c = (-0.5 * (lv + LOG_2PI)).to(torch.float64).sum(1)  # sum over d in float64: D terms of size ~10
     if log_weights is not None:
         c = c + log_weights.detach().to(torch.float64)
-    out = _launch(libs, "joint_lse", z, mu_t, a_t, _floored(c, dtype), bias, torch.empty(Q, dtype=dtype))
+    out = _launch(libs, "joint_lse", z, m, a, _floored(c, dtype), bias, torch.empty(Q, dtype=dtype))
     return _nan_where_inputs_are(out, torch.isnan(z).any(1), mu, logvar, None)
 
 
@@ -211,13 +215,26 @@ def marginal_lse(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, log_we
     return _nan_where_inputs_are(out, torch.isnan(z), mu, logvar, 0)
 
 
-def pruned_joint_lse(z: torch.Tensor, mu: torch.Tensor, a: torch.Tensor, c: torch.Tensor, groups: tuple,
-                     supers: tuple, max_group: int, log_cut: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+PRUNE_FIELDS = 9  # arrays per level, in the C kernel's order: start, lo, hi, lvlo, lvhi, iel, ieh, wmax, logn
+
+
+def vector_width(dtype: torch.dtype) -> int | None:
+    """Members per vector of the C kernel's panels for ``dtype`` (4 or 8 on AVX2, twice that on AVX-512), or None."""
+    libs = get()
+    return None if libs is None else int(getattr(libs[dtype], "vector_width" + _VARIANTS[dtype][1])())
+
+
+def pruned_joint_lse(z: torch.Tensor, panels: torch.Tensor, consts: torch.Tensor, offsets: torch.Tensor,
+                     levels: list[tuple], max_fanout: int, log_cut: float) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The pruned joint logsumexp of the C kernel (float64, CPU; :mod:`estimators.kernels.pruned` builds the
     arguments): (out (Q,), evaluated terms per query (Q,) int64), or None when the kernel cannot run.
 
-    ``mu``, ``a`` (N, D) sorted so that groups are contiguous, ``c`` (N,); ``groups`` and ``supers`` are
-    (starts int64, lo, hi, lvlo, lvhi, elo, ehi, wmax, logn) of each level."""
+    The groups' components, sorted so that groups are contiguous, each padded to a multiple of
+    :func:`vector_width` members (at most 1024): ``panels`` (P / W, 2 D, W) (per run of W members: D rows of
+    mu, then D of a = exp(-logvar) / 2), ``consts`` (P,) (log-normaliser plus log weight), ``offsets``
+    (G + 1,) int64 (each group's first padded member); ``levels``, coarsest first, each :data:`PRUNE_FIELDS`
+    contiguous tensors: start (count + 1,) int64 (children in the next finer level, or components for the
+    finest), then lo, hi, lvlo, lvhi, exp(-lvlo), exp(-lvhi) as (D, count) and wmax, logn as (count,), float64."""
     libs = _available(z)
     if libs is None or z.dtype != torch.float64:
         return None
@@ -225,13 +242,14 @@ def pruned_joint_lse(z: torch.Tensor, mu: torch.Tensor, a: torch.Tensor, c: torc
     zc = z.detach().contiguous()
     out = torch.empty(Q, dtype=torch.float64)
     evaluated = torch.empty(Q, dtype=torch.int64)
-    args = [zc.data_ptr(), Q, D, mu.data_ptr(), a.data_ptr(), c.data_ptr()]
-    for level in (groups, supers):
-        starts = level[0]
-        args += [starts.shape[0] - 1] + [t.data_ptr() for t in level]
-    args += [max_group, float(log_cut), out.data_ptr(), evaluated.data_ptr(),
-             _threads(Q * mu.shape[0] * D // max(1, 16))]
-    libs[torch.float64].pruned_joint_lse_f64(*args)
+    counts = torch.tensor([level[0].shape[0] - 1 for level in levels], dtype=torch.int64)
+    pointers = (ctypes.c_void_p * (PRUNE_FIELDS * len(levels)))(*[t.data_ptr() for level in levels for t in level])
+    code = libs[torch.float64].pruned_joint_lse_f64(
+        zc.data_ptr(), Q, D, panels.data_ptr(), consts.data_ptr(), offsets.data_ptr(), len(levels),
+        counts.data_ptr(), ctypes.cast(pointers, ctypes.c_void_p), max_fanout, float(log_cut), out.data_ptr(),
+        evaluated.data_ptr(), _threads(Q * consts.shape[0] * D // 16))
+    if code != 0:
+        raise ValueError(f"the pruned kernel takes at most 16 levels of boxes, got {len(levels)}")
     return out, evaluated
 
 

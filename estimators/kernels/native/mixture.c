@@ -4,13 +4,14 @@
  * into functions suffixed _f32 and _f64. Direct (z - mu)^2 form: no cancellation, accurate in
  * float32. Each logsumexp subtracts the exact maximum and clamps the exponent at CLAMP, so exp
  * never takes the slow denormal path; blocks of BLOCK components are merged online (running
- * maximum and sum, in double), so nothing of size N is held per query. Components are laid out
- * (D, N) so the inner loop over n is contiguous and vectorises. The exp of the clamped, non-positive
+ * maximum and sum, in double), so nothing of size N is held per query. The marginals take the
+ * components laid out (D, N), so the inner loop over n is contiguous and vectorises; the joint takes them
+ * (N, D) and packs them into panels for its register tiles. The exp of the clamped, non-positive
  * exponents is inlined (fast_exp: Cody-Waite reduction and a Taylor polynomial, within about 2 ulp),
  * and summed in float partial sums of SUB terms: both measured about 1.25x faster than glibc's
  * vector exp summed straight into a double, which is bound by the latency of that one accumulator.
  *
- *   joint:     out[i]         = logsumexp_n ( c[n]    + bias[i,n] - sum_d a[d,n] (z[i,d] - mu[d,n])^2 )
+ *   joint:     out[i]         = logsumexp_n ( c[n]    + bias[i,n] - sum_d a[n,d] (z[i,d] - mu[n,d])^2 )
  *   marginals: out[i * D + d] = logsumexp_n ( cd[d,n] + bias[i,n] -       a[d,n] (z[i,d] - mu[d,n])^2 )
  *
  * with a = exp(-logvar) / 2, c[n] = -sum_d (logvar + log 2pi) / 2 + log w_n and
@@ -96,7 +97,12 @@ static inline double fast_exp(double x)
     p = __builtin_fma(p, r, 0.5);
     p = __builtin_fma(p, r, 1.0);
     p = __builtin_fma(p, r, 1.0);
-    int64_t bits = ((int64_t)k + 1023) << 52;
+    /* 2^k from the bits of k + 1.5 * 2^52, whose low mantissa bits hold 2^51 + k: integer adds and a shift,
+     * which vectorise on AVX2, where a double -> int64 conversion (AVX-512DQ only) would not */
+    const double shifted = k + 6755399441055744.0;
+    uint64_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    bits = (bits + (uint64_t)(1023 - (1LL << 51))) << 52;
     double scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -161,51 +167,141 @@ static inline void merge_block(const REAL *L, long nb, REAL m, double *run_max, 
     *run_max = new_max;
 }
 
-typedef struct { const REAL *z, *mu, *a, *c, *bias; long Q, N, D; REAL *out; } FN(joint_ctx);
+/* Register tiles of the joint: TILE queries x VW components (one vector) accumulate in registers over
+ * all D dimensions, so each loaded mu and a serves TILE queries and each term is stored once, instead of
+ * D read-modify-writes of a buffer per query. The components are packed once per call into panels
+ * (for each run of VW components: D vectors of mu, then of a; padded with zero precisions and a floored
+ * constant), so a tile reads one contiguous stream; blocks of components small enough for L2 serve every
+ * tile of a thread's chunk before the next block. GCC/clang vector extensions keep the TILE accumulators
+ * in registers (256-bit vectors, 512-bit where AVX-512 is available). */
+#if defined(__AVX512F__)
+#define VBYTES 64
+#else
+#define VBYTES 32
+#endif
+typedef REAL FN(vreal) __attribute__((vector_size(VBYTES)));
+#define VW ((long)(VBYTES / sizeof(REAL)))
+#define PANEL_BYTES (192 * 1024) /* components per block: their panels fit in L2 */
+#define CHUNK_TILES 32           /* at most, query tiles per thread chunk: each block is read from memory
+                                  * once per chunk, so a chunk of 256 queries keeps D = 64 off the DRAM limit */
+
+static inline FN(vreal) FN(vload)(const REAL *p) { FN(vreal) v; memcpy(&v, p, sizeof v); return v; }
+
+/* L[t][n - n0] = c[n] - sum_d a[d, n] (zt[t, d] - mu[d, n])^2 for t < TILE and n0 <= n < n1 (n0 a
+ * multiple of VW), from the panels pm (mu, a interleaved per vector run) and the padded constants pc. */
+static inline __attribute__((always_inline)) void FN(tile_terms_T)(const REAL *zt, long D, const REAL *pm,
+                                                                   const REAL *pc, long n0, long n1,
+                                                                   REAL (*L)[BLOCK], const int T)
+{
+    for (long n = n0; n < n1; n += VW) {
+        const REAL *panel = pm + (n / VW) * 2 * D * VW;
+        FN(vreal) acc[TILE];
+        const FN(vreal) cv = FN(vload)(pc + n);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[t] = cv;
+        for (long d = 0; d < D; d++) {
+            const FN(vreal) m = FN(vload)(panel + d * VW), av = FN(vload)(panel + (D + d) * VW);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const FN(vreal) diff = zt[t * D + d] - m;
+                acc[t] -= av * diff * diff;
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) memcpy(&L[t][n - n0], &acc[t], sizeof acc[t]);
+    }
+}
+
+static void FN(tile_terms)(const REAL *zt, long D, const REAL *pm, const REAL *pc, long n0, long n1,
+                           REAL (*L)[BLOCK])
+{
+    FN(tile_terms_T)(zt, D, pm, pc, n0, n1, L, TILE);
+}
+
+/* The same for T = 1, 2, 4 or 8 queries (each a specialised loop): the pruned kernel's groups are often
+ * needed by only a few queries of a block. */
+static void FN(tile_terms_few)(const REAL *zt, long D, const REAL *pm, const REAL *pc, long np,
+                               REAL (*L)[BLOCK], int T)
+{
+    switch (T) {
+    case 1: FN(tile_terms_T)(zt, D, pm, pc, 0, np, L, 1); break;
+    case 2: FN(tile_terms_T)(zt, D, pm, pc, 0, np, L, 2); break;
+    case 4: FN(tile_terms_T)(zt, D, pm, pc, 0, np, L, 4); break;
+    default: FN(tile_terms_T)(zt, D, pm, pc, 0, np, L, TILE); break;
+    }
+}
+
+typedef struct { const REAL *z, *pm, *pc, *bias; long Q, N, D, block; REAL *out; } FN(joint_ctx);
 
 static void FN(joint_tiles)(void *vctx, long tile0, long tile1)
 {
     const FN(joint_ctx) *x = (const FN(joint_ctx) *)vctx;
-    const REAL *z = x->z, *mu = x->mu, *a = x->a, *c = x->c, *bias = x->bias;
-    const long Q = x->Q, N = x->N, D = x->D;
+    const REAL *z = x->z, *bias = x->bias;
+    const long Q = x->Q, N = x->N, D = x->D, ntiles = tile1 - tile0;
     REAL (*L)[BLOCK] = (REAL (*)[BLOCK])malloc(sizeof(REAL) * TILE * BLOCK);
-    for (long tile = tile0; tile < tile1; tile++) {
-        long i0 = tile * TILE, T = (Q - i0 < TILE) ? Q - i0 : TILE;
-        double run_max[TILE], run_sum[TILE];
-        for (long t = 0; t < T; t++) { run_max[t] = -DBL_MAX; run_sum[t] = 0.0; }
-        for (long n0 = 0; n0 < N; n0 += BLOCK) {
-            long nb = (N - n0 < BLOCK) ? N - n0 : BLOCK;
+    REAL *zt = (REAL *)malloc(sizeof(REAL) * ntiles * TILE * D);
+    double *run_max = (double *)malloc(sizeof(double) * ntiles * TILE);
+    double *run_sum = (double *)malloc(sizeof(double) * ntiles * TILE);
+    for (long j = 0; j < ntiles * TILE; j++) {
+        /* a partial last tile repeats its last query; the copies' results are dropped */
+        long i = tile0 * TILE + j;
+        memcpy(zt + j * D, z + (i < Q ? i : Q - 1) * D, sizeof(REAL) * D);
+        run_max[j] = -DBL_MAX;
+        run_sum[j] = 0.0;
+    }
+    for (long n0 = 0; n0 < N; n0 += x->block) {
+        const long nb = (N - n0 < x->block) ? N - n0 : x->block;
+        for (long tile = tile0; tile < tile1; tile++) {
+            const long j0 = (tile - tile0) * TILE, i0 = tile * TILE, T = (Q - i0 < TILE) ? Q - i0 : TILE;
+            FN(tile_terms)(zt + j0 * D, D, x->pm, x->pc, n0, n0 + nb, L);
             for (long t = 0; t < T; t++) {
                 REAL *Lt = L[t];
                 if (bias) {
                     const REAL *bt = bias + (i0 + t) * N + n0;
-                    for (long n = 0; n < nb; n++) Lt[n] = c[n0 + n] + (bt[n] > BIAS_FLOOR ? bt[n] : BIAS_FLOOR);
-                } else {
-                    for (long n = 0; n < nb; n++) Lt[n] = c[n0 + n];
-                }
-                for (long d = 0; d < D; d++) {
-                    const REAL zd = z[(i0 + t) * D + d];
-                    const REAL *mud = mu + d * N + n0, *ad = a + d * N + n0;
-                    for (long n = 0; n < nb; n++) {
-                        REAL diff = zd - mud[n];
-                        Lt[n] -= ad[n] * diff * diff;
-                    }
+                    for (long n = 0; n < nb; n++) Lt[n] += bt[n] > BIAS_FLOOR ? bt[n] : BIAS_FLOOR;
                 }
                 REAL m = LOWEST;
                 for (long n = 0; n < nb; n++) m = Lt[n] > m ? Lt[n] : m;
-                merge_block(Lt, nb, m, &run_max[t], &run_sum[t]);
+                merge_block(Lt, nb, m, &run_max[j0 + t], &run_sum[j0 + t]);
             }
         }
-        for (long t = 0; t < T; t++) x->out[i0 + t] = (REAL)(run_max[t] + log(run_sum[t]));
     }
+    for (long j = 0; j < ntiles * TILE && tile0 * TILE + j < Q; j++)
+        x->out[tile0 * TILE + j] = (REAL)(run_max[j] + log(run_sum[j]));
     free(L);
+    free(zt);
+    free(run_max);
+    free(run_sum);
 }
 
+/* The joint takes mu and a row-major (N, D), as torch holds them: the packing reads each row once. */
 void FN(joint_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, const REAL *c,
                    const REAL *bias, long N, long D, REAL *out, int threads)
 {
-    FN(joint_ctx) ctx = {z, mu, a, c, bias, Q, N, D, out};
-    parallel_for((Q + TILE - 1) / TILE, 4, threads, FN(joint_tiles), &ctx);
+    if (Q <= 0) return;
+    const long nvec = (N + VW - 1) / VW;
+    REAL *pm = (REAL *)malloc(sizeof(REAL) * nvec * 2 * D * VW);
+    REAL *pc = (REAL *)malloc(sizeof(REAL) * nvec * VW);
+    for (long v = 0; v < nvec; v++) {
+        REAL *panel = pm + v * 2 * D * VW;
+        for (long l = 0; l < VW; l++) {
+            const long n = v * VW + l;
+            const REAL *mun = mu + n * D, *an = a + n * D;
+            pc[n] = n < N ? c[n] : BIAS_FLOOR;
+            for (long d = 0; d < D; d++) {
+                panel[d * VW + l] = n < N ? mun[d] : 0;
+                panel[(D + d) * VW + l] = n < N ? an[d] : 0;
+            }
+        }
+    }
+    long block = PANEL_BYTES / (2 * D * (long)sizeof(REAL)) / VW * VW;
+    block = block < 4 * VW ? 4 * VW : block > BLOCK ? BLOCK : block;
+    FN(joint_ctx) ctx = {z, pm, pc, bias, Q, N, D, block, out};
+    const long tiles = (Q + TILE - 1) / TILE, per_thread = tiles / (2L * (threads > 1 ? threads : 1));
+    const long chunk = per_thread < 1 ? 1 : per_thread > CHUNK_TILES ? CHUNK_TILES : per_thread;
+    parallel_for(tiles, chunk, threads, FN(joint_tiles), &ctx);
+    free(pm);
+    free(pc);
 }
 
 /* Per-dimension logsumexp. Parallel over query tiles; for each block of BLOCK components the
@@ -279,133 +375,242 @@ void FN(marginal_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, cons
 
 /* Pruned joint logsumexp (the bound and why it is exact: estimators/kernels/pruned.py).
  *
- * Components are sorted so that each group is contiguous; each group's mu and a are stored transposed,
- * (D, n_g) at offset gstart[g] * D, with c[n] as in joint_lse. Two levels of boxes: groups (gstart[0..G]) and super-groups of consecutive groups
- * (sstart[0..S], indices of groups). Per level, (count, D) arrays lo, hi (box of the means), lvlo, lvhi
- * (range of the log-variances), elo = exp(lvlo), ehi = exp(lvhi), and (count,) wmax (largest log weight)
- * and logn (log of the number of members). Per query: the bound of every super-group, the most promising
- * group of the most promising super-group evaluated exactly (its largest term M is a lower bound of the
- * query's largest term), then every unit (super-group, then group) whose bound + logn falls below
- * M + log_cut is skipped; the rest is evaluated exactly and merged online. evaluated[i] counts the terms. */
+ * Components are sorted so that each group is contiguous; each group is stored as panels (as the joint
+ * packs its components: runs of VW members, D vectors of mu then D of a, padded with zero precisions) at
+ * panel offset poff[g] (in members: pm + poff[g] * 2 D, pc + poff[g]), with c as in joint_lse in pc. The
+ * groups are the finest of nlev levels of
+ * boxes, level 0 the coarsest; each unit of a level is a run of consecutive units of the next finer
+ * level (of components, for the finest). Per level (PRUNE_FIELDS pointers in ptrs, counts[k] units):
+ * start (count + 1, long; the unit's children), lo, hi (box of the means), lvlo, lvhi (range of the
+ * log-variances), iel = exp(-lvlo), ieh = exp(-lvhi), all (D, count) so that the bounds of a run of
+ * siblings vectorise, then (count,) wmax (largest log weight) and logn (log of the number of members).
+ * Per query: a greedy descent to the most promising group, evaluated exactly (its largest term M is a
+ * lower bound of the query's largest term), then a traversal from the top that skips every unit whose
+ * bound + logn falls below M + log_cut; the rest is evaluated exactly and merged online.
+ * evaluated[i] counts the terms. */
 #define PRUNE_LOG_2PI 1.8378770664093454836
+#define PRUNE_FIELDS 9
+#define PRUNE_MAX_LEVELS 16
 
-static inline double box_bound(const REAL *zi, long D, long g, const REAL *lo, const REAL *hi, const REAL *lvlo,
-                               const REAL *lvhi, const REAL *elo, const REAL *ehi, const REAL *wmax)
+typedef struct {
+    long count;
+    const long *start;
+    const double *lo, *hi, *lvlo, *lvhi, *iel, *ieh, *wmax, *logn;
+} prune_level;
+
+/* A lower bound on log x for normal x > 0, within 0.016: x = 2^e m with m in [1, 2), and
+ * log2 m >= (m - 1) + 0.27 (m - 1)(2 - m) there (log2 m minus the chord is concave, zero at both ends,
+ * with slope -0.2787 at m = 2; checked on a fine grid). Integer and float operations only, so the
+ * loops that call it vectorise; a bound need not be tight, only never above the truth. */
+static inline double log_lower(double x)
 {
-    double f = 0.0;
-    const REAL *l = lo + g * D, *h = hi + g * D, *al = lvlo + g * D, *ah = lvhi + g * D;
-    const REAL *el = elo + g * D, *eh = ehi + g * D;
-    for (long d = 0; d < D; d++) {
-        double r = (double)l[d] - zi[d], r_hi = (double)zi[d] - h[d];
-        r = r > r_hi ? r : r_hi;
-        r = r > 0.0 ? r : 0.0;
-        double r2 = r * r;
-        /* min over lv in [al, ah] of lv + r2 exp(-lv): at clamp(log r2, al, ah) (convex in lv) */
-        f += r2 <= el[d] ? al[d] + r2 / el[d] : (r2 >= eh[d] ? ah[d] + r2 / eh[d] : log(r2) + 1.0);
-    }
-    return wmax[g] - 0.5 * ((double)D * PRUNE_LOG_2PI + f);
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    uint64_t eb = (u >> 52) | 0x4330000000000000ull, mb = (u & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+    double e, m;
+    memcpy(&e, &eb, sizeof e);
+    memcpy(&m, &mb, sizeof m);
+    e -= 4503599627370496.0 + 1023.0;  /* 2^52 + the exponent bias */
+    double t = m - 1.0;
+    return (e + t + 0.27 * t * (1.0 - t)) * 0.69314718055994530942;
 }
 
-/* Exact terms of one group for query zi into L; returns their maximum. The group's components are
- * stored transposed, (D, nb) at offset n0 * D, so the inner loop over its members is contiguous. */
-static inline REAL group_terms(const REAL *zi, long D, long n0, long n1, const REAL *mu, const REAL *a,
-                               const REAL *c, REAL *L)
+/* U (the bound of the largest member term, log w included) of units u0 .. u1 - 1 of a level for query
+ * zi, into U[0 .. u1 - u0): min over lv in [lvlo, lvhi] of lv + r^2 exp(-lv) is at clamp(log r^2,
+ * lvlo, lvhi) (convex in lv), where r is the distance of z_d to the box; log r^2 taken from below. */
+static void unit_bounds(const REAL *zi, long D, const prune_level *lv, long u0, long u1, double *U)
 {
-    const long nb = n1 - n0;
-    const REAL *mug = mu + n0 * D, *ag = a + n0 * D;
-    for (long n = 0; n < nb; n++) L[n] = c[n0 + n];
+    const long nu = u1 - u0, C = lv->count;
+    for (long j = 0; j < nu; j++) U[j] = 0.0;
     for (long d = 0; d < D; d++) {
-        const REAL zd = zi[d], *mud = mug + d * nb, *ad = ag + d * nb;
-        for (long n = 0; n < nb; n++) {
-            REAL diff = zd - mud[n];
-            L[n] -= ad[n] * diff * diff;
+        const double zd = (double)zi[d];
+        const double *lo = lv->lo + d * C + u0, *hi = lv->hi + d * C + u0, *al = lv->lvlo + d * C + u0,
+                     *ah = lv->lvhi + d * C + u0, *il = lv->iel + d * C + u0, *ih = lv->ieh + d * C + u0;
+        for (long j = 0; j < nu; j++) {
+            double r = lo[j] - zd, r_hi = zd - hi[j];
+            r = r > r_hi ? r : r_hi;
+            r = r > 0.0 ? r : 0.0;
+            const double r2 = r * r, t_lo = r2 * il[j], t_hi = r2 * ih[j];
+            /* r2 <= exp(lvlo): the minimum at lvlo; r2 >= exp(lvhi): at lvhi; else log r2 + 1. The
+             * middle value is floored at lvlo + 1, below the truth there, so a subnormal r2 (whose
+             * log_lower would not be a bound) cannot matter: it only reaches the middle when
+             * exp(lvlo) is itself subnormal. */
+            const double mid = log_lower(r2 > DBL_MIN ? r2 : DBL_MIN);
+            const double mid_f = (mid > al[j] ? mid : al[j]) + 1.0;
+            U[j] += t_lo <= 1.0 ? al[j] + t_lo : (t_hi >= 1.0 ? ah[j] + t_hi : mid_f);
         }
     }
+    for (long j = 0; j < nu; j++) U[j] = lv->wmax[u0 + j] - 0.5 * ((double)D * PRUNE_LOG_2PI + U[j]);
+}
+
+/* Exact terms of one group (padded to np members, a multiple of VW) for one query zi into L. */
+static inline void FN(panel_terms_one)(const REAL *zi, long D, const REAL *pm, const REAL *pc, long np, REAL *L)
+{
+    for (long n = 0; n < np; n += VW) {
+        const REAL *panel = pm + (n / VW) * 2 * D * VW;
+        FN(vreal) acc = FN(vload)(pc + n);
+        for (long d = 0; d < D; d++) {
+            const FN(vreal) diff = zi[d] - FN(vload)(panel + d * VW);
+            acc -= FN(vload)(panel + (D + d) * VW) * diff * diff;
+        }
+        memcpy(L + n, &acc, sizeof acc);
+    }
+}
+
+static inline REAL block_max(const REAL *L, long nb)
+{
     REAL m = LOWEST;
     for (long n = 0; n < nb; n++) m = L[n] > m ? L[n] : m;
     return m;
 }
 
 typedef struct {
-    const REAL *z, *mu, *a, *c;
-    long D, G, S, max_group;
-    const long *gstart, *sstart;
-    const REAL *glo, *ghi, *glvlo, *glvhi, *gelo, *gehi, *gwmax, *glogn;
-    const REAL *slo, *shi, *slvlo, *slvhi, *selo, *sehi, *swmax, *slogn;
+    const REAL *z, *pm, *pc;
+    const long *poff;
+    long D, nlev, max_fanout;
+    prune_level levels[PRUNE_MAX_LEVELS];
     double log_cut;
     REAL *out;
     long *evaluated;
 } FN(pruned_ctx);
 
+#define PRUNE_BLOCK 32  /* consecutive (k-d sorted, so nearby) queries that share one traversal */
+
+typedef struct {
+    const REAL *z;  /* the block's first query */
+    double cut[PRUNE_BLOCK], run_max[PRUNE_BLOCK], run_sum[PRUNE_BLOCK];
+    long count[PRUNE_BLOCK], first_group[PRUNE_BLOCK];
+    REAL (*L)[BLOCK]; /* TILE rows of group terms */
+    REAL *zt;         /* TILE x D: the queries of one register tile */
+    double *U;   /* per depth: PRUNE_BLOCK x max_fanout bounds */
+    int *active; /* per depth: the block's queries still alive under the unit being visited */
+} FN(prune_block);
+
+/* Children u0 .. u1 - 1 of one unit at level k, for the nq queries active[0 .. nq) of the block: a
+ * child is skipped for every query whose cut its bound misses, and entirely when no query is left;
+ * at the finest level a group's components are loaded once for all the queries that need them. */
+static void FN(prune_visit)(const FN(pruned_ctx) *x, FN(prune_block) *b, long k, long u0, long u1,
+                            const int *active, int nq)
+{
+    const prune_level *lv = &x->levels[k];
+    const long F = x->max_fanout, D = x->D;
+    double *U = b->U + k * PRUNE_BLOCK * F;
+    int *next = b->active + (k + 1) * PRUNE_BLOCK;
+    for (int t = 0; t < nq; t++) unit_bounds(b->z + active[t] * D, D, lv, u0, u1, U + t * F);
+    for (long u = u0; u < u1; u++) {
+        int alive = 0;
+        for (int t = 0; t < nq; t++)
+            if (U[t * F + u - u0] + lv->logn[u] >= b->cut[active[t]]) next[alive++] = active[t];
+        if (alive == 0) continue;
+        if (k + 1 < x->nlev) {
+            FN(prune_visit)(x, b, k + 1, lv->start[u], lv->start[u + 1], next, alive);
+            continue;
+        }
+        /* the group's exact terms for its alive queries (but those that began with it), TILE at a time */
+        const long ng = lv->start[u + 1] - lv->start[u], np = x->poff[u + 1] - x->poff[u];
+        const REAL *pm = x->pm + x->poff[u] * 2 * D, *pc = x->pc + x->poff[u];
+        int todo[PRUNE_BLOCK], nt = 0;
+        for (int t = 0; t < alive; t++)
+            if (u != b->first_group[next[t]]) todo[nt++] = next[t];
+        for (int t0 = 0, T; t0 < nt; t0 += T) {
+            const int left = nt - t0;
+            T = left >= TILE ? TILE : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            for (int t = 0; t < T; t++) memcpy(b->zt + t * D, b->z + todo[t0 + t] * D, sizeof(REAL) * D);
+            FN(tile_terms_few)(b->zt, D, pm, pc, np, b->L, T);
+            for (int t = 0; t < T; t++) {
+                const int j = todo[t0 + t];
+                merge_block(b->L[t], ng, block_max(b->L[t], ng), &b->run_max[j], &b->run_sum[j]);
+                b->count[j] += ng;
+            }
+        }
+    }
+}
+
 static void FN(pruned_queries)(void *vctx, long i0, long i1)
 {
     const FN(pruned_ctx) *x = (const FN(pruned_ctx) *)vctx;
-    const long D = x->D, S = x->S;
-    REAL *L = (REAL *)malloc(sizeof(REAL) * (x->max_group > 0 ? x->max_group : 1));
-    double *sb = (double *)malloc(sizeof(double) * (S > 0 ? S : 1));
-    for (long i = i0; i < i1; i++) {
-        const REAL *zi = x->z + i * D;
-        long best_s = 0;
-        for (long s = 0; s < S; s++) {
-            sb[s] = box_bound(zi, D, s, x->slo, x->shi, x->slvlo, x->slvhi, x->selo, x->sehi, x->swmax);
-            if (sb[s] > sb[best_s]) best_s = s;
-        }
-        long best_g = x->sstart[best_s];
-        double best_u = -DBL_MAX;
-        for (long g = x->sstart[best_s]; g < x->sstart[best_s + 1]; g++) {
-            double u = box_bound(zi, D, g, x->glo, x->ghi, x->glvlo, x->glvhi, x->gelo, x->gehi, x->gwmax);
-            if (u > best_u) { best_u = u; best_g = g; }
-        }
-        double run_max = -DBL_MAX, run_sum = 0.0;
-        long nb = x->gstart[best_g + 1] - x->gstart[best_g], count = nb;
-        REAL m = group_terms(zi, D, x->gstart[best_g], x->gstart[best_g + 1], x->mu, x->a, x->c, L);
-        merge_block(L, nb, m, &run_max, &run_sum);
-        const double cut = (double)m + x->log_cut;
-        for (long s = 0; s < S; s++) {
-            if (sb[s] + x->slogn[s] < cut) continue;
-            for (long g = x->sstart[s]; g < x->sstart[s + 1]; g++) {
-                if (g == best_g) continue;
-                if (box_bound(zi, D, g, x->glo, x->ghi, x->glvlo, x->glvhi, x->gelo, x->gehi, x->gwmax)
-                        + x->glogn[g] < cut) continue;
-                nb = x->gstart[g + 1] - x->gstart[g];
-                m = group_terms(zi, D, x->gstart[g], x->gstart[g + 1], x->mu, x->a, x->c, L);
-                merge_block(L, nb, m, &run_max, &run_sum);
-                count += nb;
+    const long D = x->D, nlev = x->nlev, F = x->max_fanout;
+    FN(prune_block) b;
+    b.L = (REAL (*)[BLOCK])malloc(sizeof(REAL) * TILE * BLOCK);
+    b.zt = (REAL *)malloc(sizeof(REAL) * TILE * D);
+    b.U = (double *)malloc(sizeof(double) * nlev * PRUNE_BLOCK * F);
+    b.active = (int *)malloc(sizeof(int) * (nlev + 1) * PRUNE_BLOCK);
+    for (long i = i0; i < i1; i += PRUNE_BLOCK) {
+        const int nq = (int)(i1 - i < PRUNE_BLOCK ? i1 - i : PRUNE_BLOCK);
+        b.z = x->z + i * D;
+        for (int j = 0; j < nq; j++) {
+            /* greedy descent: the child with the largest bound at every level */
+            const REAL *zi = b.z + j * D;
+            long u0 = 0, u1 = x->levels[0].count, best = 0;
+            for (long k = 0; k < nlev; k++) {
+                unit_bounds(zi, D, &x->levels[k], u0, u1, b.U);
+                best = u0;
+                for (long u = u0 + 1; u < u1; u++) if (b.U[u - u0] > b.U[best - u0]) best = u;
+                u0 = x->levels[k].start[best];
+                u1 = x->levels[k].start[best + 1];
             }
+            b.run_max[j] = -DBL_MAX;
+            b.run_sum[j] = 0.0;
+            FN(panel_terms_one)(zi, D, x->pm + x->poff[best] * 2 * D, x->pc + x->poff[best],
+                                x->poff[best + 1] - x->poff[best], b.L[0]);
+            REAL m = block_max(b.L[0], u1 - u0);
+            merge_block(b.L[0], u1 - u0, m, &b.run_max[j], &b.run_sum[j]);
+            b.count[j] = u1 - u0;
+            b.first_group[j] = best;
+            b.cut[j] = (double)m + x->log_cut;
+            b.active[j] = j;
         }
-        x->out[i] = (REAL)(run_max + log(run_sum));
-        x->evaluated[i] = count;
+        FN(prune_visit)(x, &b, 0, 0, x->levels[0].count, b.active, nq);
+        for (int j = 0; j < nq; j++) {
+            x->out[i + j] = (REAL)(b.run_max[j] + log(b.run_sum[j]));
+            x->evaluated[i + j] = b.count[j];
+        }
     }
-    free(L);
-    free(sb);
+    free(b.L);
+    free(b.zt);
+    free(b.U);
+    free(b.active);
 }
 
-void FN(pruned_joint_lse)(const REAL *z, long Q, long D, const REAL *mu, const REAL *a, const REAL *c,
-                          long G, const long *gstart, const REAL *glo, const REAL *ghi, const REAL *glvlo,
-                          const REAL *glvhi, const REAL *gelo, const REAL *gehi, const REAL *gwmax, const REAL *glogn,
-                          long S, const long *sstart, const REAL *slo, const REAL *shi, const REAL *slvlo,
-                          const REAL *slvhi, const REAL *selo, const REAL *sehi, const REAL *swmax, const REAL *slogn,
-                          long max_group, double log_cut, REAL *out, long *evaluated, int threads)
+/* ptrs: PRUNE_FIELDS pointers per level, in the order of prune_level (start, lo, hi, lvlo, lvhi, iel,
+ * ieh, wmax, logn); counts: the units per level; max_fanout: the most children of one unit (and the
+ * count of level 0); pm, pc, poff: the groups' panels (G + 1 offsets, each group padded to at most
+ * BLOCK members). Returns 0, or -1 for more than PRUNE_MAX_LEVELS levels. */
+int FN(pruned_joint_lse)(const REAL *z, long Q, long D, const REAL *pm, const REAL *pc, const long *poff,
+                         long nlev, const long *counts, void *const *ptrs, long max_fanout,
+                         double log_cut, REAL *out, long *evaluated, int threads)
 {
-    FN(pruned_ctx) ctx = {z, mu, a, c, D, G, S, max_group, gstart, sstart,
-                          glo, ghi, glvlo, glvhi, gelo, gehi, gwmax, glogn,
-                          slo, shi, slvlo, slvhi, selo, sehi, swmax, slogn, log_cut, out, evaluated};
+    if (nlev < 1 || nlev > PRUNE_MAX_LEVELS) return -1;
+    FN(pruned_ctx) ctx = {z, pm, pc, poff, D, nlev, max_fanout, {{0}}, log_cut, out, evaluated};
+    for (long k = 0; k < nlev; k++) {
+        void *const *p = ptrs + k * PRUNE_FIELDS;
+        ctx.levels[k] = (prune_level){counts[k], (const long *)p[0], (const double *)p[1], (const double *)p[2],
+                                      (const double *)p[3], (const double *)p[4], (const double *)p[5],
+                                      (const double *)p[6], (const double *)p[7], (const double *)p[8]};
+    }
     parallel_for(Q, 16, threads, FN(pruned_queries), &ctx);
+    return 0;
 }
 
 /* k-d ordering (estimators.kernels.pruned.kd_order): recursive median bisection of the rows of pts (n, D)
  * along the dimension of largest spread / scale, down to leaves of at most `leaf` rows, depth first.
  * perm receives the ordering and starts the first row of each leaf; returns the number of leaves. */
-static void FN(select_kth)(long *idx, long n, long k, const REAL *pts, long D, long d)
+static void FN(select_kth)(REAL *key, long *idx, long n, long k)
 {
+    /* quickselect on the gathered keys, moving the indices along: contiguous, where selecting through
+     * idx into the rows of pts missed the cache at every step */
     long lo = 0, hi = n - 1;
     while (lo < hi) {
-        REAL pivot = pts[idx[(lo + hi) / 2] * D + d];
+        REAL pivot = key[(lo + hi) / 2];
         long i = lo, j = hi;
         while (i <= j) {
-            while (pts[idx[i] * D + d] < pivot) i++;
-            while (pts[idx[j] * D + d] > pivot) j--;
-            if (i <= j) { long t = idx[i]; idx[i] = idx[j]; idx[j] = t; i++; j--; }
+            while (key[i] < pivot) i++;
+            while (key[j] > pivot) j--;
+            if (i <= j) {
+                REAL kt = key[i]; key[i] = key[j]; key[j] = kt;
+                long t = idx[i]; idx[i] = idx[j]; idx[j] = t;
+                i++; j--;
+            }
         }
         if (k <= j) hi = j;
         else if (k >= i) lo = i;
@@ -413,36 +618,46 @@ static void FN(select_kth)(long *idx, long n, long k, const REAL *pts, long D, l
     }
 }
 
+/* The members per panel vector of this build (the pruned groups are padded to multiples of it). */
+long FN(vector_width)(void) { return VW; }
+
 long FN(kd_order)(const REAL *pts, long n, long D, const REAL *scale, long leaf, long *perm, long *starts)
 {
     for (long i = 0; i < n; i++) perm[i] = i;
     if (n == 0) return 0;
     long cap = 128, top = 0, leaves = 0;
     long *stack = (long *)malloc(sizeof(long) * 2 * cap);
+    REAL *key = (REAL *)malloc(sizeof(REAL) * n);
+    REAL *lo = (REAL *)malloc(sizeof(REAL) * 2 * D), *hi = lo + D;
     stack[0] = 0; stack[1] = n; top = 1;
     while (top > 0) {
         top--;
         long b = stack[2 * top], e = stack[2 * top + 1], m = e - b;
         if (m <= leaf) { starts[leaves++] = b; continue; }
+        for (long d = 0; d < D; d++) lo[d] = hi[d] = pts[perm[b] * D + d];
+        for (long i = b + 1; i < e; i++) { /* one pass over the rows: each is read whole */
+            const REAL *row = pts + perm[i] * D;
+            for (long d = 0; d < D; d++) {
+                lo[d] = row[d] < lo[d] ? row[d] : lo[d];
+                hi[d] = row[d] > hi[d] ? row[d] : hi[d];
+            }
+        }
         long best_d = 0;
         double best = -1.0;
         for (long d = 0; d < D; d++) {
-            REAL lo = pts[perm[b] * D + d], hi = lo;
-            for (long i = b + 1; i < e; i++) {
-                REAL v = pts[perm[i] * D + d];
-                lo = v < lo ? v : lo;
-                hi = v > hi ? v : hi;
-            }
-            double spread = ((double)hi - lo) / scale[d];
+            double spread = ((double)hi[d] - lo[d]) / scale[d];
             if (spread > best) { best = spread; best_d = d; }
         }
+        for (long i = b; i < e; i++) key[i] = pts[perm[i] * D + best_d];
         long half = m / 2;
-        FN(select_kth)(perm + b, m, half, pts, D, best_d);
+        FN(select_kth)(key + b, perm + b, m, half);
         if (top + 2 > cap) { cap *= 2; stack = (long *)realloc(stack, sizeof(long) * 2 * cap); }
         /* push the upper half first: the lower half is split next (depth first, in order) */
         stack[2 * top] = b + half; stack[2 * top + 1] = e; top++;
         stack[2 * top] = b; stack[2 * top + 1] = b + half; top++;
     }
     free(stack);
+    free(key);
+    free(lo);
     return leaves;
 }
