@@ -111,6 +111,38 @@ def _reference(unit: Unit, plan_: Plan, cache: ReferenceCache, progress: bool, e
     return unit.reference(plan_, cache, **kwargs)
 
 
+def _whole_reference(unit: Unit, plan_: Plan) -> tuple[dict, float]:
+    r"""One field's reference, computed in one piece on a worker (no cache there: it stays with the CLI;
+    no bars): (reference, seconds)."""
+    t0 = time.perf_counter()
+    return unit.reference(plan_, None, progress=None), time.perf_counter() - t0
+
+
+def _references_side_by_side(fields: list, plan_: Plan, cache: ReferenceCache, executor, log, bar) -> dict:
+    r"""The references of ``fields`` [(field id, unit)] from the cache, or each whole on one worker, side by
+    side; stored in the cache as they come back. {field id: reference, or the exception it raised}."""
+    out, pending = {}, []
+    for fid, unit in fields:
+        fld = plan_.fields.get(fid)  # None for tasks whose reference is a closed form (log p(x))
+        key = None if fld is None else cache.key(fld.mu, fld.logvar, plan_.reference_settings[fid])
+        hit = None if key is None else cache.get(key)
+        if hit is not None:
+            out[fid] = hit
+            bar.update(1)
+        else:
+            pending.append((fid, unit, key))
+    for i, got, error in executor.as_completed(_whole_reference, [unit for _, unit, _ in pending], (plan_,)):
+        fid, unit, key = pending[i]
+        out[fid] = got[0] if error is None else error
+        if error is None and key is not None:
+            cache.put(key, got[0])
+        with bar.external_write_mode():
+            log(f"reference {_field_label(unit)}: {got[1]:.1f} s on a worker" if error is None
+                else f"reference {_field_label(unit)} failed: {type(error).__name__}: {error}")
+        bar.update(1)
+    return out
+
+
 def _execute(plan_: Plan, out: Path, name: str, progress: bool, log, executor) -> Path:
     from tqdm.auto import tqdm
 
@@ -129,8 +161,16 @@ def _execute(plan_: Plan, out: Path, name: str, progress: bool, log, executor) -
     # One reference per field (or task), computed before any unit runs: seconds to minutes each at
     # large N, so they get their own bar, and each field's time is logged above it.
     bar = tqdm(total=len(first), desc="references", unit="field", disable=not progress, dynamic_ncols=True)
+    # With two or more workers and at least as many fields, the fields' references run side by side, each
+    # whole on one worker (every part of a reference in parallel, not only the Monte Carlo's query chunks);
+    # otherwise each reference splits its own work over the cluster. The values are the same either way.
+    whole = executor is not SERIAL and 2 <= executor.workers <= len(first)
+    fields = list(first.items())
     try:
-        for fid, unit in first.items():
+        if whole:
+            references.update(_references_side_by_side(fields, plan_, cache, executor, log, bar))
+            fields = []
+        for fid, unit in fields:
             where = _field_label(unit)
             bar.set_postfix_str(where)
             t0 = time.perf_counter()

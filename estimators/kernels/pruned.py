@@ -14,9 +14,10 @@ with r_d the distance from z_d to [lo_gd, hi_gd] (0 inside): l + r^2 e^{-l} is c
 minimum at l = log r^2, so the inner minimum is at clamp(log r_d^2, a_gd, b_gd) (the C loop takes
 log r_d^2 from below, by at most 0.016, so that it vectorises: U_g only grows). For each query a greedy
 descent (the unit with the largest U_g at every level) finds a promising group, evaluated exactly; its
-largest term M_i is a lower bound on the query's largest term. Then, from the top, every unit with
-U_g(z_i) + log n_g < M_i + log(rel_tol / K) (K: the number of units of all levels) is skipped with
-everything under it, so the skipped mass is at most K (rel_tol / K) exp(M_i) <= rel_tol times the whole
+largest term M_i is a lower bound on the query's largest term (raised to the running maximum of the
+terms evaluated so far: a larger lower bound, so the argument below holds at every step). Then, from the
+top, every unit with U_g(z_i) + log n_g < M_i + log(rel_tol / K) (K: the number of units of all levels)
+is skipped with everything under it, so the skipped mass is at most K (rel_tol / K) exp(M_i) <= rel_tol times the whole
 sum: out_i is exact to ``rel_tol`` in the log (1e-12 by default, below float64's precision of a long
 sum). The rest is evaluated exactly and merged online. A probe of ``PROBE`` spread-out queries runs
 first; where they evaluate more than ``WORTH_PRUNING`` of the terms (broad posteriors: nothing can be

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pytest
 import torch
@@ -151,6 +151,21 @@ def test_exact_references_on_the_cluster_are_the_serial_ones(two_workers):
 
 def test_two_workers_write_the_serial_csv(tmp_path, two_workers, serial_csv):
     _same_csv(_quiet(plan(TINY, estimators=ESTIMATORS), tmp_path, two_workers), serial_csv)
+
+
+def test_references_run_side_by_side_with_enough_fields_and_split_their_work_with_fewer(tmp_path, two_workers,
+                                                                                        serial_csv):
+    lines = []
+    runner.execute(plan(TINY, estimators=ESTIMATORS), tmp_path / "two", "t", progress=False, log=lines.append,
+                   executor=two_workers)
+    assert sum("s on a worker" in line for line in lines) == 2  # two fields, two workers: one each
+    one = replace(TINY, scenarios=TINY.scenarios[:1])
+    serial_one = _quiet(plan(one, estimators=ESTIMATORS), tmp_path / "serial-one")
+    lines.clear()
+    path = runner.execute(plan(one, estimators=ESTIMATORS), tmp_path / "one", "t", progress=False,
+                          log=lines.append, executor=two_workers)
+    assert not any("on a worker" in line for line in lines)  # one field: its reference splits over both
+    _same_csv(path, serial_one)
 
 
 def test_a_killed_worker_loses_nothing(tmp_path, two_workers, serial_csv):

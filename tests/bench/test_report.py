@@ -110,6 +110,37 @@ def test_plots_are_byte_stable_and_unchanged_files_are_left_alone(report_folder,
     assert {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in folder.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.slow
+def test_a_big_report_draws_its_plots_in_parallel_processes_with_the_same_bytes(report_folder, tmp_path,
+                                                                                monkeypatch):
+    import concurrent.futures
+
+    from estimators.bench.report import summary
+
+    folder, _ = report_folder
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    for where in (serial, parallel):
+        where.mkdir()
+        shutil.copy(folder / "t.csv", where / "t.csv")
+    write_report(serial)
+    pools = []
+
+    class Spy(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(summary, "PARALLEL_ROWS", 0)  # the tiny report counts as big
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Spy)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    write_report(parallel)
+    assert pools  # the plots did go to worker processes
+    pngs = sorted(p.name for p in serial.glob("*.png"))
+    assert pngs and pngs == sorted(p.name for p in parallel.glob("*.png"))
+    for name in pngs + ["README.md"]:
+        assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
+
+
 def test_blank_frac_negative_and_coverage_are_reported(tmp_path):
     # an exactly computed 0 (collapsed field): frac_negative and coverage undefined, rel_bias too
     from estimators.bench.report import summary_markdown

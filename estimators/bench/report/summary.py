@@ -346,6 +346,28 @@ def summary_markdown(frames: dict[str, pd.DataFrame], plots: dict[str, list[str]
     return "\n".join(doc)
 
 
+PARALLEL_ROWS = 1000  # from this many rows, the plots are drawn in parallel processes (Agg is single-threaded)
+
+
+def _draw_one(name: str, suffix: str, df: pd.DataFrame, path: Path) -> bool:
+    return PLOTS[suffix](df, path)
+
+
+def _draw(jobs: list[tuple], frames: dict[str, pd.DataFrame]) -> list[bool]:
+    r"""Draw every (name, suffix, path) plot; whether each was drawn. A big report draws its plots in up to
+    one process per core (the standard one: 43 s of rendering, 6 plots); the bytes are the same either way."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or sum(len(df) for df in frames.values()) < PARALLEL_ROWS:
+        return [_draw_one(name, suffix, frames[name], path) for name, suffix, path in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold torch's thread pools, which a forked child must not inherit
+    with ProcessPoolExecutor(min(cores, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_draw_one, name, suffix, frames[name], path) for name, suffix, path in jobs]
+        return [f.result() for f in futures]
+
+
 def write_report(folder: str | os.PathLike, *, draw: bool = True) -> list[Path]:
     r"""Redraw every plot and ``README.md`` in ``folder`` from its CSVs; returns the report's files
     (a file whose content would not change is left untouched: same bytes, same mtime).
@@ -361,13 +383,13 @@ def write_report(folder: str | os.PathLike, *, draw: bool = True) -> list[Path]:
         raise FileNotFoundError(f"no results CSV (*.csv) in {str(folder)!r}; run `python -m estimators bench` first")
     written: list[Path] = []
     plots: dict[str, list[str]] = {}
-    for name, df in frames.items():
-        plots[name] = []
-        for suffix, fn in PLOTS.items():
-            path = folder / f"{name}-{suffix}.png"
-            if fn(df, path) if draw else path.is_file():
-                written += [path] if draw else []
-                plots[name].append(path.name)
+    jobs = [(name, suffix, folder / f"{name}-{suffix}.png") for name in frames for suffix in PLOTS]
+    drawn = _draw(jobs, frames) if draw else [path.is_file() for _, _, path in jobs]
+    for (name, _, path), shown in zip(jobs, drawn):
+        plots.setdefault(name, [])
+        if shown:
+            written += [path] if draw else []
+            plots[name].append(path.name)
     readme = folder / "README.md"
     write_if_changed(readme, summary_markdown(frames, plots))  # unchanged text: the file is left alone
     return written + [readme]

@@ -521,6 +521,9 @@ static void FN(prune_visit)(const FN(pruned_ctx) *x, FN(prune_block) *b, long k,
                 const int j = todo[t0 + t];
                 merge_block(b->L[t], ng, block_max(b->L[t], ng), &b->run_max[j], &b->run_sum[j]);
                 b->count[j] += ng;
+                /* the running maximum is a larger lower bound of the largest term: the cut may only rise */
+                const double cut = b->run_max[j] + x->log_cut;
+                b->cut[j] = cut > b->cut[j] ? cut : b->cut[j];
             }
         }
     }
