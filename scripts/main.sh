@@ -10,8 +10,10 @@
 # 2. Compares the new standard.csv with the committed results/standard.csv cell by cell
 #    (`python -m estimators compare`): every column but time_per_call_s, numbers within
 #    |new - committed| <= 1e-9 + 1e-9 |committed|, NaN = NaN, text exactly (sign counts of
-#    estimates that equal their reference up to rounding are listed apart). Prints how many cells
-#    agree and lists those that do not; exits 1 if any differ.
+#    estimates that equal their reference up to rounding are listed apart; the statistics of
+#    estimators that train a network, whose rounding depends on the CPU's vector instructions, within
+#    4.4 combined standard errors). Prints how many cells agree and lists those that do not; exits 1
+#    if any differ.
 #
 # --resume (or MAIN_RESUME=1): continue an interrupted run in results/.reproduce/ instead of starting over.
 # --update (or MAIN_UPDATE=1): after a successful comparison, copy the new CSV over results/standard.csv

@@ -124,3 +124,44 @@ def test_unreadable_files_raise_one_clear_error(committed, tmp_path, content, me
         compare_results(tmp_path, committed)  # a folder
     with pytest.raises(ValueError, match="rtol must be a finite number >= 0"):
         compare_results(committed, committed, rtol=-1.0)
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """The header and the committed report's density-ratio rows (a trained discriminator each)."""
+    lines = COMMITTED.read_text().splitlines(keepends=True)
+    rows = [line for line in lines if ",density_ratio," in line]
+    assert rows, "the committed report has density-ratio rows"
+    path = tmp_path / "trained.csv"
+    path.write_text(lines[0] + "".join(rows))
+    return path
+
+
+def _cell(path: Path, row: int, col: str) -> float:
+    lines = path.read_text().splitlines()
+    return float(lines[row].split(",")[lines[0].split(",").index(col)])
+
+
+def test_trained_rows_compare_their_statistics_within_their_standard_errors(trained, tmp_path):
+    from estimators.bench.compare import Z_TRAINED
+
+    mean, se = _cell(trained, 1, "mean"), _cell(trained, 1, "bias_se")
+    limit = Z_TRAINED * se * 2 ** 0.5  # the same se in both files
+    near = _edit(trained, tmp_path / "near.csv", 1, "mean", repr(mean + 0.9 * limit))
+    near = _edit(near, near, 1, "bias_se", repr(se * 1.3))  # a spread: not compared
+    r = compare_results(near, trained)
+    assert r.ok and r.statistical > 0
+    assert any("statistics of network trainings" in line for line in r.lines())
+    far = _edit(trained, tmp_path / "far.csv", 1, "mean", repr(mean + 1.1 * limit))
+    r = compare_results(far, trained)
+    assert not r.ok and [d.column for d in r.differences] == ["mean"]
+    # the cell identity and everything but the statistics stay exact
+    other = _edit(trained, tmp_path / "other.csv", 1, "reference", repr(_cell(trained, 1, "reference") + 1e-6))
+    assert [d.column for d in compare_results(other, trained).differences] == ["reference"]
+
+
+def test_rows_of_estimators_that_train_nothing_stay_exact(committed, tmp_path):
+    mean, se = _cell(committed, 5, "mean"), _cell(committed, 5, "bias_se")
+    moved = _edit(committed, tmp_path / "moved.csv", 5, "mean", repr(mean + 0.01 * se + 1e-6))
+    r = compare_results(moved, committed)
+    assert not r.ok and r.statistical == 0
