@@ -18,8 +18,8 @@ products' rounding depends on the vector instructions, and a training amplifies 
 ``mean``, ``bias`` and ``rel_bias`` within :data:`Z_TRAINED` combined standard errors (``bias_se``,
 ``rel_bias_se`` of both files), ``sd``, ``rmse``, ``frac_negative`` and ``coverage`` within Z_TRAINED
 combined se's of their own; the standard-error columns are estimates of a spread from a few trainings
-and are not compared.
-Every other cell of those rows (the cell identity, the reference, counts and text) is compared as usual.
+and are not compared. Every other cell of those rows (the cell identity, the reference, counts and
+text) is compared as usual.
 
 """
 from __future__ import annotations

@@ -76,6 +76,11 @@ class ReferenceCache:
         except (OSError, ValueError):
             return None  # a corrupt entry is recomputed
 
+    def lookup(self, fld: Posteriors, settings: dict) -> tuple[str, dict | None]:
+        r"""(key, cached reference or None) of a field's reference with ``settings``."""
+        key = self.key(fld.mu, fld.logvar, settings)
+        return key, self.get(key)
+
     def put(self, key: str, value: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.folder / f"{key}.json", json.dumps(_jsonable(value), indent=1, sort_keys=True))
@@ -113,8 +118,7 @@ def compute_reference(fld: Posteriors, settings: dict, cache: ReferenceCache | N
     picks the draws, and the entry records what was used (``monte_carlo``)."""
     key = None
     if cache is not None:
-        key = cache.key(fld.mu, fld.logvar, settings)
-        hit = cache.get(key)
+        key, hit = cache.lookup(fld, settings)
         if hit is not None:
             return hit
     extra = {"progress": progress} if progress is not None and accepts_progress() else {}

@@ -124,8 +124,7 @@ def _references_side_by_side(fields: list, plan_: Plan, cache: ReferenceCache, e
     out, pending = {}, []
     for fid, unit in fields:
         fld = plan_.fields.get(fid)  # None for tasks whose reference is a closed form (log p(x))
-        key = None if fld is None else cache.key(fld.mu, fld.logvar, plan_.reference_settings[fid])
-        hit = None if key is None else cache.get(key)
+        key, hit = (None, None) if fld is None else cache.lookup(fld, plan_.reference_settings[fid])
         if hit is not None:
             out[fid] = hit
             bar.update(1)
@@ -165,25 +164,24 @@ def _execute(plan_: Plan, out: Path, name: str, progress: bool, log, executor) -
     # whole on one worker (every part of a reference in parallel, not only the Monte Carlo's query chunks);
     # otherwise each reference splits its own work over the cluster. The values are the same either way.
     whole = executor is not SERIAL and 2 <= executor.workers <= len(first)
-    fields = list(first.items())
     try:
         if whole:
-            references.update(_references_side_by_side(fields, plan_, cache, executor, log, bar))
-            fields = []
-        for fid, unit in fields:
-            where = _field_label(unit)
-            bar.set_postfix_str(where)
-            t0 = time.perf_counter()
-            try:
-                # exact_references draws its own bars (quadratures, Monte Carlo draws) below this one
-                references[fid] = _reference(unit, plan_, cache, progress, executor)
-                message = f"reference {where}: {time.perf_counter() - t0:.1f} s"
-            except Exception as exc:  # its cells are recorded as errors; the rest of the grid runs
-                references[fid] = exc
-                message = f"reference {where} failed: {type(exc).__name__}: {exc}"
-            with bar.external_write_mode():
-                log(message)
-            bar.update(1)
+            references.update(_references_side_by_side(list(first.items()), plan_, cache, executor, log, bar))
+        else:
+            for fid, unit in first.items():
+                where = _field_label(unit)
+                bar.set_postfix_str(where)
+                t0 = time.perf_counter()
+                try:
+                    # exact_references draws its own bars (quadratures, Monte Carlo draws) below this one
+                    references[fid] = _reference(unit, plan_, cache, progress, executor)
+                    message = f"reference {where}: {time.perf_counter() - t0:.1f} s"
+                except Exception as exc:  # its cells are recorded as errors; the rest of the grid runs
+                    references[fid] = exc
+                    message = f"reference {where} failed: {type(exc).__name__}: {exc}"
+                with bar.external_write_mode():
+                    log(message)
+                bar.update(1)
     finally:
         bar.close()
 

@@ -17,9 +17,9 @@ descent (the unit with the largest U_g at every level) finds a promising group, 
 largest term M_i is a lower bound on the query's largest term (raised to the running maximum of the
 terms evaluated so far: a larger lower bound, so the argument below holds at every step). Then, from the
 top, every unit with U_g(z_i) + log n_g < M_i + log(rel_tol / K) (K: the number of units of all levels)
-is skipped with everything under it, so the skipped mass is at most K (rel_tol / K) exp(M_i) <= rel_tol times the whole
-sum: out_i is exact to ``rel_tol`` in the log (1e-12 by default, below float64's precision of a long
-sum). The rest is evaluated exactly and merged online. A probe of ``PROBE`` spread-out queries runs
+is skipped with everything under it, so the skipped mass is at most K (rel_tol / K) exp(M_i) <= rel_tol
+times the whole sum: out_i is exact to ``rel_tol`` in the log (1e-12 by default, below float64's
+precision of a long sum). The rest is evaluated exactly and merged online. A probe of ``PROBE`` spread-out queries runs
 first; where they evaluate more than ``WORTH_PRUNING`` of the terms (broad posteriors: nothing can be
 pruned) the dense kernel runs instead, so the pruned path costs at most the probe more than the dense
 one there.

@@ -96,7 +96,7 @@ SCENARIOS: dict[str, Scenario] = {
                  "beta (4 at 0 .. 1/16 at 1), seed the training seed", _vae_digits,
                  DIGITS_N, 8, prior_at_zero=False, real=True, max_N=DIGITS_N),
         Scenario("dsprites", f"posteriors of a VAE (beta 1, the beta-TCVAE paper's MLP) on all {_DSPRITES_N:,} "
-                 f"procedural dSprites images{_TINY}; trained once (about 20 minutes on 2 cores) and cached; a "
+                 f"procedural dSprites images{_TINY}; trained once (about 25 minutes on 2 cores) and cached; a "
                  "smaller N subsamples by seed", _dsprites("beta-vae"), _DSPRITES_N, _DSPRITES_D,
                  prior_at_zero=False, real=True, max_N=_DSPRITES_N),
         Scenario("dsprites-tcvae", f"posteriors of a beta-TCVAE (beta 6 on the tc, estimated with mss) on all "

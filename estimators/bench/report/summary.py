@@ -349,8 +349,8 @@ def summary_markdown(frames: dict[str, pd.DataFrame], plots: dict[str, list[str]
 PARALLEL_ROWS = 1000  # from this many rows, the plots are drawn in parallel processes (Agg is single-threaded)
 
 
-def _draw_one(name: str, suffix: str, df: pd.DataFrame, path: Path) -> bool:
-    return PLOTS[suffix](df, path)
+def _draw_one(suffix: str, df: pd.DataFrame, path: Path) -> bool:
+    return PLOTS[suffix](df, path)  # module level, so that a worker process can run it by name
 
 
 def _draw(jobs: list[tuple], frames: dict[str, pd.DataFrame]) -> list[bool]:
@@ -358,13 +358,13 @@ def _draw(jobs: list[tuple], frames: dict[str, pd.DataFrame]) -> list[bool]:
     one process per core (the standard one: 43 s of rendering, 6 plots); the bytes are the same either way."""
     cores = os.cpu_count() or 1
     if cores < 2 or sum(len(df) for df in frames.values()) < PARALLEL_ROWS:
-        return [_draw_one(name, suffix, frames[name], path) for name, suffix, path in jobs]
+        return [_draw_one(suffix, frames[name], path) for name, suffix, path in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: the parent may hold torch's thread pools, which a forked child must not inherit
     with ProcessPoolExecutor(min(cores, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_draw_one, name, suffix, frames[name], path) for name, suffix, path in jobs]
+        futures = [pool.submit(_draw_one, suffix, frames[name], path) for name, suffix, path in jobs]
         return [f.result() for f in futures]
 
 

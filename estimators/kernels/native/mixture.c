@@ -148,6 +148,14 @@ static void parallel_for(long total, long chunk, int threads, work_fn work, void
 
 #define FAST_EXP(x) ((sizeof(REAL) == 4) ? (REAL)fast_expf((float)(x)) : (REAL)fast_exp((double)(x)))
 
+/* The largest of L[0..nb): the exact maximum each block's logsumexp subtracts. */
+static inline REAL block_max(const REAL *L, long nb)
+{
+    REAL m = LOWEST;
+    for (long n = 0; n < nb; n++) m = L[n] > m ? L[n] : m;
+    return m;
+}
+
 /* Fold one block's values L[0..nb) into the running (max, sum) of one logsumexp. */
 static inline void merge_block(const REAL *L, long nb, REAL m, double *run_max, double *run_sum)
 {
@@ -187,7 +195,7 @@ typedef REAL FN(vreal) __attribute__((vector_size(VBYTES)));
 
 static inline FN(vreal) FN(vload)(const REAL *p) { FN(vreal) v; memcpy(&v, p, sizeof v); return v; }
 
-/* L[t][n - n0] = c[n] - sum_d a[d, n] (zt[t, d] - mu[d, n])^2 for t < TILE and n0 <= n < n1 (n0 a
+/* L[t][n - n0] = c[n] - sum_d a[d, n] (zt[t, d] - mu[d, n])^2 for t < T and n0 <= n < n1 (n0 a
  * multiple of VW), from the panels pm (mu, a interleaved per vector run) and the padded constants pc. */
 static inline __attribute__((always_inline)) void FN(tile_terms_T)(const REAL *zt, long D, const REAL *pm,
                                                                    const REAL *pc, long n0, long n1,
@@ -218,8 +226,8 @@ static void FN(tile_terms)(const REAL *zt, long D, const REAL *pm, const REAL *p
     FN(tile_terms_T)(zt, D, pm, pc, n0, n1, L, TILE);
 }
 
-/* The same for T = 1, 2, 4 or 8 queries (each a specialised loop): the pruned kernel's groups are often
- * needed by only a few queries of a block. */
+/* The same on one group of np members for T = 1, 2, 4 or 8 queries (each a specialised loop): the pruned
+ * kernel's groups are often needed by only a few queries of a block. */
 static void FN(tile_terms_few)(const REAL *zt, long D, const REAL *pm, const REAL *pc, long np,
                                REAL (*L)[BLOCK], int T)
 {
@@ -260,9 +268,7 @@ static void FN(joint_tiles)(void *vctx, long tile0, long tile1)
                     const REAL *bt = bias + (i0 + t) * N + n0;
                     for (long n = 0; n < nb; n++) Lt[n] += bt[n] > BIAS_FLOOR ? bt[n] : BIAS_FLOOR;
                 }
-                REAL m = LOWEST;
-                for (long n = 0; n < nb; n++) m = Lt[n] > m ? Lt[n] : m;
-                merge_block(Lt, nb, m, &run_max[j0 + t], &run_sum[j0 + t]);
+                merge_block(Lt, nb, block_max(Lt, nb), &run_max[j0 + t], &run_sum[j0 + t]);
             }
         }
     }
@@ -377,16 +383,16 @@ void FN(marginal_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, cons
  *
  * Components are sorted so that each group is contiguous; each group is stored as panels (as the joint
  * packs its components: runs of VW members, D vectors of mu then D of a, padded with zero precisions) at
- * panel offset poff[g] (in members: pm + poff[g] * 2 D, pc + poff[g]), with c as in joint_lse in pc. The
- * groups are the finest of nlev levels of
- * boxes, level 0 the coarsest; each unit of a level is a run of consecutive units of the next finer
- * level (of components, for the finest). Per level (PRUNE_FIELDS pointers in ptrs, counts[k] units):
+ * panel offset poff[g] (in members: pm + poff[g] * 2 D, pc + poff[g]), with c as in joint_lse in pc.
+ * The groups are the finest of nlev levels of boxes, level 0 the coarsest; each unit of a level is a run
+ * of consecutive units of the next finer level (of components, for the finest). Per level (PRUNE_FIELDS pointers in ptrs, counts[k] units):
  * start (count + 1, long; the unit's children), lo, hi (box of the means), lvlo, lvhi (range of the
  * log-variances), iel = exp(-lvlo), ieh = exp(-lvhi), all (D, count) so that the bounds of a run of
  * siblings vectorise, then (count,) wmax (largest log weight) and logn (log of the number of members).
  * Per query: a greedy descent to the most promising group, evaluated exactly (its largest term M is a
- * lower bound of the query's largest term), then a traversal from the top that skips every unit whose
- * bound + logn falls below M + log_cut; the rest is evaluated exactly and merged online.
+ * lower bound of the query's largest term, raised to the running maximum as groups are evaluated), then
+ * a traversal from the top that skips every unit whose bound + logn falls below M + log_cut; the rest is
+ * evaluated exactly and merged online.
  * evaluated[i] counts the terms. */
 #define PRUNE_LOG_2PI 1.8378770664093454836
 #define PRUNE_FIELDS 9
@@ -441,27 +447,6 @@ static void unit_bounds(const REAL *zi, long D, const prune_level *lv, long u0, 
         }
     }
     for (long j = 0; j < nu; j++) U[j] = lv->wmax[u0 + j] - 0.5 * ((double)D * PRUNE_LOG_2PI + U[j]);
-}
-
-/* Exact terms of one group (padded to np members, a multiple of VW) for one query zi into L. */
-static inline void FN(panel_terms_one)(const REAL *zi, long D, const REAL *pm, const REAL *pc, long np, REAL *L)
-{
-    for (long n = 0; n < np; n += VW) {
-        const REAL *panel = pm + (n / VW) * 2 * D * VW;
-        FN(vreal) acc = FN(vload)(pc + n);
-        for (long d = 0; d < D; d++) {
-            const FN(vreal) diff = zi[d] - FN(vload)(panel + d * VW);
-            acc -= FN(vload)(panel + (D + d) * VW) * diff * diff;
-        }
-        memcpy(L + n, &acc, sizeof acc);
-    }
-}
-
-static inline REAL block_max(const REAL *L, long nb)
-{
-    REAL m = LOWEST;
-    for (long n = 0; n < nb; n++) m = L[n] > m ? L[n] : m;
-    return m;
 }
 
 typedef struct {
@@ -554,8 +539,8 @@ static void FN(pruned_queries)(void *vctx, long i0, long i1)
             }
             b.run_max[j] = -DBL_MAX;
             b.run_sum[j] = 0.0;
-            FN(panel_terms_one)(zi, D, x->pm + x->poff[best] * 2 * D, x->pc + x->poff[best],
-                                x->poff[best + 1] - x->poff[best], b.L[0]);
+            FN(tile_terms_few)(zi, D, x->pm + x->poff[best] * 2 * D, x->pc + x->poff[best],
+                               x->poff[best + 1] - x->poff[best], b.L, 1);
             REAL m = block_max(b.L[0], u1 - u0);
             merge_block(b.L[0], u1 - u0, m, &b.run_max[j], &b.run_sum[j]);
             b.count[j] = u1 - u0;
