@@ -19,10 +19,14 @@ terms evaluated so far: a larger lower bound, so the argument below holds at eve
 top, every unit with U_g(z_i) + log n_g < M_i + log(rel_tol / K) (K: the number of units of all levels)
 is skipped with everything under it, so the skipped mass is at most K (rel_tol / K) exp(M_i) <= rel_tol
 times the whole sum: out_i is exact to ``rel_tol`` in the log (1e-12 by default, below float64's
-precision of a long sum). The rest is evaluated exactly and merged online. A probe of ``PROBE`` spread-out queries runs
-first; where they evaluate more than ``WORTH_PRUNING`` of the terms (broad posteriors: nothing can be
-pruned) the dense kernel runs instead, so the pruned path costs at most the probe more than the dense
-one there.
+precision of a long sum). The rest is evaluated exactly and merged online. Flat dimensions (see
+:func:`flat_last`: inactive ones, where every component is nearly the prior) take in every U_g the term of
+the box of all components, once per query, instead of the unit's own: a smaller term (that box contains
+every unit's), so U_g stays a bound, and the bounds cost only the sharp dimensions.
+
+A probe of ``PROBE`` spread-out queries runs first; where they evaluate more than ``WORTH_PRUNING`` of the
+terms (broad posteriors: nothing can be pruned) the dense kernel runs instead, so the pruned path costs at
+most the preparation and the probe more than the dense one there.
 
 The loop is the C kernel of :mod:`.native` (float64); without it the dense :func:`.joint.joint_lse`
 runs (exact, unpruned). Forward only: the references it serves need no gradient.
@@ -40,11 +44,13 @@ from ..numerics import LOG_2PI
 from . import native
 from .joint import joint_lse
 
-__all__ = ["pruned_joint_lse", "PrunedMixture", "PruneStats", "kd_order", "group_bounds", "box_upper_bound", "FANOUT"]
+__all__ = ["pruned_joint_lse", "PrunedMixture", "PruneStats", "kd_order", "group_bounds", "box_upper_bound", "flat_last",
+           "FANOUT"]
 
 FANOUT = 32  # units per unit of the next coarser level of the tree
 PROBE = 64  # queries tried first: the pruned loop runs only where it skips enough
 MAX_GROUP = 1024  # the C kernel's block: a group's padded terms fit one row of its buffer
+FLAT_SLACK = 2.0  # the flat dimensions together loosen a bound by at most half this, in nats
 WORTH_PRUNING = 0.25  # largest fraction of the terms it may evaluate (its terms cost about 3x the dense ones)
 
 
@@ -104,7 +110,8 @@ def _segment_reduce(x: Tensor, seg: Tensor, count: int, how: str) -> Tensor:
 
 
 def group_bounds(mu: Tensor, logvar: Tensor, log_w: Tensor, starts: np.ndarray) -> tuple[Tensor, ...]:
-    r"""Per group of consecutive rows (``starts``): (lo, hi, lvlo, lvhi, wmax, logn)."""
+    r"""Per group of consecutive rows (``starts``): (lo, hi, lvlo, lvhi, wmax, logn); the torch form of
+    :func:`.native.group_boxes`, which reads the rows in place through the k-d permutation."""
     N = mu.shape[0]
     sizes = torch.as_tensor(np.diff(np.append(starts, N)))
     seg = torch.repeat_interleave(torch.arange(len(starts)), sizes)
@@ -135,23 +142,20 @@ def box_upper_bound(z: Tensor, lo, hi, lvlo, lvhi, wmax) -> Tensor:
     return wmax[None] - 0.5 * (z.shape[1] * LOG_2PI + (lv + r2 * torch.exp(-lv)).sum(2))
 
 
-def _panels(mu: Tensor, a: Tensor, c: Tensor, starts: np.ndarray, width: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The C kernel's layout of the groups (consecutive rows from ``starts``), each padded to a multiple of
-    ``width`` members: panels (P / width, 2 D, width) (mu rows, then a rows, per run of ``width`` members),
-    constants (P,) and the groups' offsets (G + 1,). Padding has a = 0 and a constant far below the clamp."""
-    N, D = mu.shape
-    sizes = np.diff(np.append(starts, N))
-    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(-(-sizes // width) * width)
-    P = int(offsets[-1])
-    src = np.full(P, N, dtype=np.int64)  # row N: the padding row appended below
-    seg = np.repeat(np.arange(len(sizes)), sizes)
-    src[offsets[:-1][seg] + np.arange(N) - starts[seg]] = np.arange(N)
-    src = torch.from_numpy(src)
-    pad = lambda x, value: torch.cat([x, torch.full((1,) + tuple(x.shape[1:]), value, dtype=x.dtype)])[src]
-    runs = lambda x: pad(x, 0.0).view(P // width, width, D).transpose(1, 2)
-    panels = torch.cat([runs(mu), runs(a)], dim=1).contiguous()
-    return panels, pad(c, native.BIAS_FLOOR).contiguous(), torch.from_numpy(offsets)
+def flat_last(lo: Tensor, hi: Tensor, lvlo: Tensor, lvhi: Tensor) -> tuple[Tensor, int]:
+    r"""(dims, sharp): the dimensions ordered sharp first, and how many are sharp, from the box of all
+    components (lo, hi, lvlo, lvhi, each (D,)).
+
+    A unit's term of dimension d exceeds the whole box's by at most (hi - lo)^2 e^{-lvlo} + (lvhi - lvlo)
+    for a query inside that box; the dimensions where this is smallest (inactive ones: means near 0,
+    variances near 1 for every component), as many as keep its sum within :data:`FLAT_SLACK`, are bounded
+    once per query by the whole box, so the units' bounds cost only the sharp dimensions. Any split keeps
+    the result exact (the whole box bounds every unit); it only decides how much is pruned."""
+    slack = (hi - lo) ** 2 * torch.exp(-lvlo) + (lvhi - lvlo)
+    order = torch.argsort(slack, descending=True, stable=True)
+    flat_total = slack[order].flip(0).cumsum(0)  # the sum over the k flattest, k = 1 .. D
+    flat = int((flat_total <= FLAT_SLACK).sum())
+    return order, slack.shape[0] - flat
 
 
 def _level(starts: np.ndarray, bounds: tuple[Tensor, ...], end: int) -> tuple[Tensor, ...]:
@@ -178,8 +182,8 @@ class PrunedMixture:
     r"""A mixture prepared for pruned logsumexps: components sorted into groups once, queried many times.
 
     ``PrunedMixture(mu, logvar, log_weights)(z)`` is :func:`pruned_joint_lse` (z, mu, logvar, log_weights);
-    preparing costs a k-d sort of the N means (about a second at N = 737,280), so callers with many
-    chunks of queries (the references' Monte Carlo) prepare once.
+    preparing costs a k-d sort of the N means and a packing of the groups (under a second at N = 737,280),
+    so callers with many chunks of queries (the references' Monte Carlo) prepare once.
     """
 
     def __init__(self, mu: Tensor, logvar: Tensor, log_weights: Tensor | None = None, *, rel_tol: float = 1e-12,
@@ -199,14 +203,17 @@ class PrunedMixture:
         sub = self.logvar[::max(1, N // 65536)]
         self.scale = np.maximum(torch.exp(0.5 * sub.median(0).values.to(torch.float64)).numpy(), 1e-300)
         perm, starts = kd_order(self.mu.numpy(), self.scale, group_size)
-        p = torch.as_tensor(perm)
-        mu_s, lv_s, w_s = self.mu[p].contiguous(), self.logvar[p].contiguous(), log_w[p].contiguous()
-        bounds = group_bounds(mu_s, lv_s, w_s, starts)
+        p, st = torch.as_tensor(perm), torch.as_tensor(starts)
+        # the C loops read the rows in place through the permutation: no sorted copies
+        boxes = native.group_boxes(self.mu, self.logvar, log_w, p, st)
+        logn = torch.as_tensor(np.diff(np.append(starts, N))).to(torch.float64).log()
         G = len(starts)
-        self.levels = _tree(starts, bounds, N)
-        c = -0.5 * (lv_s + LOG_2PI).sum(1) + w_s
-        self.panels, self.consts, self.offsets = _panels(mu_s, 0.5 * torch.exp(-lv_s), c, starts,
-                                                         native.vector_width(torch.float64))
+        self.levels = _tree(starts, (*boxes, logn), N)
+        whole = _merge_levels((*boxes, logn), np.array([0]))
+        self.whole = _level(np.array([0]), whole, G)
+        self.dims, self.sharp = flat_last(*(t[0] for t in whole[:4]))
+        c = -0.5 * (self.logvar + LOG_2PI).sum(1) + log_w
+        self.panels, self.consts, self.offsets = native.pack_panels(self.mu, 0.5 * torch.exp(-self.logvar), c, p, st)
         # the most siblings bounded at once: the top level, or the children of one coarse unit
         self.max_fanout = max([self.levels[0][0].shape[0] - 1]
                               + [int(np.diff(level[0].numpy()).max()) for level in self.levels[:-1]])
@@ -216,7 +223,7 @@ class PrunedMixture:
 
     def _run(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return native.pruned_joint_lse(z.contiguous(), self.panels, self.consts, self.offsets, self.levels,
-                                       self.max_fanout, self.log_cut)
+                                       self.whole, self.dims, self.sharp, self.max_fanout, self.log_cut)
 
     def __call__(self, z: Tensor, stats: PruneStats | None = None) -> Tensor:
         Q = z.shape[0]

@@ -90,3 +90,19 @@ def test_native_and_torch_paths_agree_float32(built):
                                    marginal_lse(z, mu, logvar, lw, W, use_native=False), rtol=0, atol=2e-5)
         torch.testing.assert_close(kernels.joint_lse(z, mu, logvar, lw, W),
                                    kernels.joint_lse(z, mu, logvar, lw, W, use_native=False), rtol=0, atol=2e-4)
+
+
+@pytest.mark.skipif(native.get() is None, reason="the C kernel is not built here")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_inline_exp_is_accurate_to_a_few_ulps(dtype):
+    """Two equal components, one weighted by e^x (a bias per query): out = c + log(1 + e^x) exactly, so
+    the error of the kernel's exp(x), over x from the clamp to 0, shows as at most a few ulps of the sum."""
+    clamp = -80.0 if dtype == torch.float32 else -700.0
+    x = torch.cat([torch.linspace(clamp, 0.0, 4001, dtype=torch.float64), -torch.rand(4000, dtype=torch.float64) * 3])
+    Q = x.shape[0]
+    bias = torch.stack([torch.zeros(Q, dtype=torch.float64), x], 1).to(dtype)
+    z, mu, lv = torch.zeros(Q, 1, dtype=dtype), torch.zeros(2, 1, dtype=dtype), torch.zeros(2, 1, dtype=dtype)
+    got = native.joint_lse(z, mu, lv, None, bias).double() + 0.5 * math.log(2 * math.pi)
+    want = torch.log1p(torch.exp(bias[:, 1].double()))
+    eps = torch.finfo(dtype).eps
+    assert float((got - want).abs().max()) <= 4 * eps

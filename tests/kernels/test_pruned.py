@@ -104,3 +104,85 @@ def test_the_c_kd_order_makes_the_same_leaves_as_the_numpy_one():
     bounds = np.append(want[1], 3000)
     for a, b in zip(bounds[:-1], bounds[1:]):
         assert set(got[0][a:b].tolist()) == set(want[0][a:b].tolist())
+
+
+needs_native = pytest.mark.skipif(native.get() is None, reason="the C kernel is not built here")
+
+
+@needs_native
+def test_the_c_group_boxes_equal_the_torch_ones():
+    g = torch.Generator().manual_seed(7)
+    mu, lv = _field("heteroscedastic", 2000, 4, g)
+    log_w = torch.randn(2000, generator=g, dtype=F64)
+    perm, starts = kd_order(mu.numpy(), np.ones(4), 50)
+    want = group_bounds(mu[perm], lv[perm], log_w[perm], starts)
+    got = native.group_boxes(mu, lv, log_w, torch.as_tensor(perm), torch.as_tensor(starts))
+    for a, b in zip(got, want[:5]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@needs_native
+def test_the_c_packer_lays_out_each_group_in_padded_vector_runs():
+    g = torch.Generator().manual_seed(8)
+    N, D = 301, 3
+    mu, a, c = (torch.randn(N, D, generator=g, dtype=F64), torch.rand(N, D, generator=g, dtype=F64),
+                torch.randn(N, generator=g, dtype=F64))
+    perm = torch.randperm(N, generator=g)
+    starts = torch.tensor([0, 7, 100, 101])
+    panels, consts, offsets = native.pack_panels(mu, a, c, perm, starts)
+    W = native.vector_width(F64)
+    bounds = torch.cat([starts, torch.tensor([N])])
+    for k in range(4):
+        size, first = int(bounds[k + 1] - bounds[k]), int(offsets[k])
+        assert int(offsets[k + 1]) - first == -(-size // W) * W
+        for j in range(int(offsets[k + 1]) - first):
+            run, lane = (first + j) // W, (first + j) % W
+            if j < size:
+                n = int(perm[bounds[k] + j])
+                assert torch.equal(panels[run, :D, lane], mu[n]) and torch.equal(panels[run, D:, lane], a[n])
+                assert float(consts[first + j]) == float(c[n])
+            else:  # padding: zero precision, a constant far below the exp clamp
+                assert bool((panels[run, D:, lane] == 0).all()) and float(consts[first + j]) == native.BIAS_FLOOR
+
+
+def test_flat_dimensions_are_those_where_the_components_hardly_differ():
+    from estimators.kernels.pruned import FLAT_SLACK, flat_last
+    g = torch.Generator().manual_seed(9)
+    mu, lv = _field("sharp", 5000, 6, g)  # dimensions 2..5 inactive
+    dims, sharp = flat_last(mu.amin(0), mu.amax(0), lv.amin(0), lv.amax(0))
+    assert sharp == 2 and set(dims[:2].tolist()) == {0, 1}
+    assert sorted(dims.tolist()) == list(range(6))
+    # the flat ones together within the slack; nothing is flat where every dimension is sharp
+    wide = torch.full((6,), 10.0, dtype=F64)
+    assert flat_last(-wide, wide, torch.full((6,), -6.0, dtype=F64), torch.zeros(6, dtype=F64))[1] == 6
+    assert FLAT_SLACK > 0
+
+
+@needs_native
+def test_exact_for_queries_far_outside_the_box_of_a_flat_dimension():
+    """Flat dimensions are bounded by the box of all components: a query far outside it stays exact."""
+    g = torch.Generator().manual_seed(10)
+    mu, lv = _field("sharp", 4000, 5, g)
+    z = mu[:300] + torch.randn(300, 5, generator=g, dtype=F64) * torch.exp(0.5 * lv[:300])
+    z[:100, 3] += 6.0  # six prior sds outside every component in an inactive dimension
+    z[100:150, 4] -= 30.0
+    stats = PruneStats()
+    got = pruned_joint_lse(z, mu, lv, group_size=16, stats=stats)
+    want = joint_lse(z, mu, lv)
+    assert stats.native and stats.fraction_evaluated < 0.25
+    assert float((got - want).abs().max()) <= 1e-12 * float(want.abs().max())
+
+
+@needs_native
+def test_the_threaded_c_kd_order_makes_the_numpy_leaves(monkeypatch):
+    """Above 65,536 values the subtrees split on threads: the leaves are those of the sequential order."""
+    from estimators.kernels.pruned import _kd_order_numpy
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    pts = np.random.default_rng(2).normal(size=(30000, 4)) * np.array([1.0, 3.0, 0.2, 1.0])
+    scale = np.ones(4)
+    want = _kd_order_numpy(pts, scale, 64)
+    got = kd_order(pts, scale, 64)
+    np.testing.assert_array_equal(got[1], want[1])
+    bounds = np.append(want[1], 30000)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        assert set(got[0][a:b].tolist()) == set(want[0][a:b].tolist())

@@ -26,7 +26,8 @@ import torch
 from ...files import atomic_path, cache_dir
 from ...numerics import LOG_2PI, exp_clamp
 
-__all__ = ["get", "unavailable_reason", "joint_lse", "marginal_lse", "pruned_joint_lse", "kd_order", "vector_width"]
+__all__ = ["get", "unavailable_reason", "joint_lse", "marginal_lse", "pruned_joint_lse", "kd_order", "vector_width",
+           "pack_panels", "group_boxes"]
 
 _SOURCE = Path(__file__).with_name("mixture.c")
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-pthread", "-fPIC"]
@@ -89,14 +90,20 @@ def _load() -> dict[torch.dtype, ctypes.CDLL]:
         joint.restype = marginal.restype = None
         pruned = getattr(lib, "pruned_joint_lse" + suffix)
         pruned.argtypes = ([real_p, ctypes.c_long, ctypes.c_long, real_p, real_p, real_p]  # z, Q, D, panels
-                           + [ctypes.c_long, real_p, real_p]  # levels: count, counts, pointers
-                           + [ctypes.c_long, ctypes.c_double, real_p, real_p, ctypes.c_int])
+                           + [ctypes.c_long, real_p, real_p, ctypes.c_long]  # levels: count, counts, pointers, fanout
+                           + [real_p, ctypes.c_long]  # dims, sharp first; how many are sharp
+                           + [ctypes.c_double, real_p, real_p, ctypes.c_int])
         width = getattr(lib, "vector_width" + suffix)
         width.argtypes, width.restype = [], ctypes.c_long
         pruned.restype = ctypes.c_int
         kd = getattr(lib, "kd_order" + suffix)
-        kd.argtypes = [real_p, ctypes.c_long, ctypes.c_long, real_p, ctypes.c_long, real_p, real_p]
+        kd.argtypes = [real_p, ctypes.c_long, ctypes.c_long, real_p, ctypes.c_long, real_p, real_p, ctypes.c_int]
         kd.restype = ctypes.c_long
+        pack = getattr(lib, "pack_panels" + suffix)
+        pack.argtypes = [real_p] * 5 + [ctypes.c_long, ctypes.c_long] + [real_p] * 3 + [ctypes.c_int]
+        boxes = getattr(lib, "group_boxes" + suffix)
+        boxes.argtypes = [real_p] * 5 + [ctypes.c_long, ctypes.c_long] + [real_p] * 5 + [ctypes.c_int]
+        pack.restype = boxes.restype = None
         libs[dtype] = lib
     return libs
 
@@ -225,7 +232,8 @@ def vector_width(dtype: torch.dtype) -> int | None:
 
 
 def pruned_joint_lse(z: torch.Tensor, panels: torch.Tensor, consts: torch.Tensor, offsets: torch.Tensor,
-                     levels: list[tuple], max_fanout: int, log_cut: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+                     levels: list[tuple], whole: tuple, dims: torch.Tensor, sharp: int, max_fanout: int,
+                     log_cut: float) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The pruned joint logsumexp of the C kernel (float64, CPU; :mod:`estimators.kernels.pruned` builds the
     arguments): (out (Q,), evaluated terms per query (Q,) int64), or None when the kernel cannot run.
 
@@ -234,7 +242,9 @@ def pruned_joint_lse(z: torch.Tensor, panels: torch.Tensor, consts: torch.Tensor
     mu, then D of a = exp(-logvar) / 2), ``consts`` (P,) (log-normaliser plus log weight), ``offsets``
     (G + 1,) int64 (each group's first padded member); ``levels``, coarsest first, each :data:`PRUNE_FIELDS`
     contiguous tensors: start (count + 1,) int64 (children in the next finer level, or components for the
-    finest), then lo, hi, lvlo, lvhi, exp(-lvlo), exp(-lvhi) as (D, count) and wmax, logn as (count,), float64."""
+    finest), then lo, hi, lvlo, lvhi, exp(-lvlo), exp(-lvhi) as (D, count) and wmax, logn as (count,), float64;
+    ``whole``, the same fields for one unit holding every component; ``dims`` (D,) int64, a permutation of
+    the dimensions whose first ``sharp`` the units' bounds use, the others bounded once per query by ``whole``."""
     libs = _available(z)
     if libs is None or z.dtype != torch.float64:
         return None
@@ -243,11 +253,13 @@ def pruned_joint_lse(z: torch.Tensor, panels: torch.Tensor, consts: torch.Tensor
     out = torch.empty(Q, dtype=torch.float64)
     evaluated = torch.empty(Q, dtype=torch.int64)
     counts = torch.tensor([level[0].shape[0] - 1 for level in levels], dtype=torch.int64)
-    pointers = (ctypes.c_void_p * (PRUNE_FIELDS * len(levels)))(*[t.data_ptr() for level in levels for t in level])
+    tables = [t for level in [*levels, whole] for t in level]
+    pointers = (ctypes.c_void_p * len(tables))(*[t.data_ptr() for t in tables])
+    dims = dims.to(torch.int64).contiguous()
     code = libs[torch.float64].pruned_joint_lse_f64(
         zc.data_ptr(), Q, D, panels.data_ptr(), consts.data_ptr(), offsets.data_ptr(), len(levels),
-        counts.data_ptr(), ctypes.cast(pointers, ctypes.c_void_p), max_fanout, float(log_cut), out.data_ptr(),
-        evaluated.data_ptr(), _threads(Q * consts.shape[0] * D // 16))
+        counts.data_ptr(), ctypes.cast(pointers, ctypes.c_void_p), max_fanout, dims.data_ptr(), int(sharp),
+        float(log_cut), out.data_ptr(), evaluated.data_ptr(), _threads(Q * consts.shape[0] * D // 16))
     if code != 0:
         raise ValueError(f"the pruned kernel takes at most 16 levels of boxes, got {len(levels)}")
     return out, evaluated
@@ -266,5 +278,56 @@ def kd_order(points: torch.Tensor, scale: torch.Tensor, leaf: int) -> tuple[torc
     starts = torch.empty(max(1, n), dtype=torch.int64)
     sc = scale.detach().to(torch.float64).contiguous()
     leaves = libs[torch.float64].kd_order_f64(pts.data_ptr(), n, D, sc.data_ptr(), int(leaf), perm.data_ptr(),
-                                               starts.data_ptr())
+                                               starts.data_ptr(), torch.get_num_threads())
     return perm, starts[:leaves].clone()
+
+
+def _groups(perm: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """perm (N,) and starts (G,) as int64 contiguous, starts closed by N."""
+    perm = perm.to(torch.int64).contiguous()
+    return perm, torch.cat([starts.to(torch.int64), torch.tensor([perm.shape[0]])]).contiguous()
+
+
+def pack_panels(mu: torch.Tensor, a: torch.Tensor, c: torch.Tensor, perm: torch.Tensor,
+                starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The pruned kernel's panels of groups (the joint's packing, one loop of the C kernel), or None.
+
+    Group g is rows perm[starts[g]:starts[g + 1]] of mu and a = exp(-logvar) / 2 ((N, D) float64 CPU) with
+    their constants c (N,) (floored at :data:`BIAS_FLOOR`), each group padded to a multiple of
+    :func:`vector_width` members: (panels (P / W, 2 D, W), consts (P,), offsets (G + 1,)), the layout
+    :func:`pruned_joint_lse` reads."""
+    libs = _available(mu)
+    if libs is None or mu.dtype != torch.float64:
+        return None
+    (N, D), width = mu.shape, vector_width(torch.float64)
+    perm, bounds = _groups(perm, starts)
+    sizes = torch.diff(bounds)
+    offsets = torch.zeros(sizes.shape[0] + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(-(-sizes // width) * width, 0)
+    P = int(offsets[-1])
+    panels = torch.empty(P // width, 2 * D, width, dtype=torch.float64)
+    consts = torch.empty(P, dtype=torch.float64)
+    m, av = (t.detach().to(torch.float64).contiguous() for t in (mu, a))
+    cf = _floored(c, torch.float64)
+    libs[torch.float64].pack_panels_f64(m.data_ptr(), av.data_ptr(), cf.data_ptr(), perm.data_ptr(), bounds.data_ptr(),
+                                        sizes.shape[0], D, offsets.data_ptr(), panels.data_ptr(), consts.data_ptr(),
+                                        _threads(N * D))
+    return panels, consts, offsets
+
+
+def group_boxes(mu: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor, perm: torch.Tensor,
+                starts: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    """Per group (rows perm[starts[g]:starts[g + 1]]): (lo, hi, lvlo, lvhi) (G, D) and wmax (G,), or None.
+
+    The C loop of :func:`estimators.kernels.pruned.group_bounds` (float64 CPU), reading the rows in place."""
+    libs = _available(mu)
+    if libs is None or mu.dtype != torch.float64:
+        return None
+    D = mu.shape[1]
+    perm, bounds = _groups(perm, starts)
+    G = bounds.shape[0] - 1
+    out = [torch.empty(G, D, dtype=torch.float64) for _ in range(4)] + [torch.empty(G, dtype=torch.float64)]
+    m, lv, w = (t.detach().to(torch.float64).contiguous() for t in (mu, logvar, log_w))
+    libs[torch.float64].group_boxes_f64(m.data_ptr(), lv.data_ptr(), w.data_ptr(), perm.data_ptr(), bounds.data_ptr(),
+                                        G, D, *(t.data_ptr() for t in out), _threads(mu.shape[0] * D))
+    return tuple(out)

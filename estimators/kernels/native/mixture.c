@@ -64,14 +64,10 @@ static inline float fast_expf(float x)
     const float k = __builtin_rintf(x * 1.44269504088896341f);
     float r = __builtin_fmaf(-k, 0.693359375f, x);
     r = __builtin_fmaf(-k, -2.12194440e-4f, r);
-    float p = 1.f / 5040;
-    p = __builtin_fmaf(p, r, 1.f / 720);
-    p = __builtin_fmaf(p, r, 1.f / 120);
-    p = __builtin_fmaf(p, r, 1.f / 24);
-    p = __builtin_fmaf(p, r, 1.f / 6);
-    p = __builtin_fmaf(p, r, 0.5f);
-    p = __builtin_fmaf(p, r, 1.f);
-    p = __builtin_fmaf(p, r, 1.f);
+    const float r2 = r * r, r4 = r2 * r2; /* Estrin's scheme, as in fast_exp */
+    const float s0 = __builtin_fmaf(__builtin_fmaf(r, 1.f / 6, 0.5f), r2, __builtin_fmaf(r, 1.f, 1.f));
+    const float s1 = __builtin_fmaf(__builtin_fmaf(r, 1.f / 5040, 1.f / 720), r2, __builtin_fmaf(r, 1.f / 120, 1.f / 24));
+    const float p = __builtin_fmaf(s1, r4, s0);
     int32_t bits = ((int32_t)k + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
@@ -83,20 +79,16 @@ static inline double fast_exp(double x)
     const double k = __builtin_rint(x * 1.4426950408889634074);
     double r = __builtin_fma(-k, 6.93147180369123816490e-01, x);
     r = __builtin_fma(-k, 1.90821492927058770002e-10, r);
-    double p = 1.0 / 6227020800.0; /* 1/13! */
-    p = __builtin_fma(p, r, 1.0 / 479001600.0);
-    p = __builtin_fma(p, r, 1.0 / 39916800.0);
-    p = __builtin_fma(p, r, 1.0 / 3628800.0);
-    p = __builtin_fma(p, r, 1.0 / 362880.0);
-    p = __builtin_fma(p, r, 1.0 / 40320.0);
-    p = __builtin_fma(p, r, 1.0 / 5040.0);
-    p = __builtin_fma(p, r, 1.0 / 720.0);
-    p = __builtin_fma(p, r, 1.0 / 120.0);
-    p = __builtin_fma(p, r, 1.0 / 24.0);
-    p = __builtin_fma(p, r, 1.0 / 6.0);
-    p = __builtin_fma(p, r, 0.5);
-    p = __builtin_fma(p, r, 1.0);
-    p = __builtin_fma(p, r, 1.0);
+    /* Estrin's scheme: the same polynomial in a tree of depth 4 instead of a chain of 13 multiply-adds, whose
+     * latency bounded the loops that sum the exps */
+    const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    const double q0 = __builtin_fma(r, 1.0, 1.0), q1 = __builtin_fma(r, 1.0 / 6.0, 0.5);
+    const double q2 = __builtin_fma(r, 1.0 / 120.0, 1.0 / 24.0), q3 = __builtin_fma(r, 1.0 / 5040.0, 1.0 / 720.0);
+    const double q4 = __builtin_fma(r, 1.0 / 362880.0, 1.0 / 40320.0);
+    const double q5 = __builtin_fma(r, 1.0 / 39916800.0, 1.0 / 3628800.0);
+    const double q6 = __builtin_fma(r, 1.0 / 6227020800.0, 1.0 / 479001600.0);
+    const double s0 = __builtin_fma(q1, r2, q0), s1 = __builtin_fma(q3, r2, q2), s2 = __builtin_fma(q5, r2, q4);
+    const double p = __builtin_fma(__builtin_fma(q6, r4, s2), r8, __builtin_fma(s1, r4, s0));
     /* 2^k from the bits of k + 1.5 * 2^52, whose low mantissa bits hold 2^51 + k: integer adds and a shift,
      * which vectorise on AVX2, where a double -> int64 conversion (AVX-512DQ only) would not */
     const double shifted = k + 6755399441055744.0;
@@ -280,26 +272,85 @@ static void FN(joint_tiles)(void *vctx, long tile0, long tile1)
     free(run_sum);
 }
 
-/* The joint takes mu and a row-major (N, D), as torch holds them: the packing reads each row once. */
+/* The panels of the register tiles, for the joint (one group of all N rows) and the pruned kernel (its
+ * groups): group g holds rows perm[starts[g]] .. perm[starts[g + 1] - 1] of mu and a (row-major (N, D), as
+ * torch holds them; perm NULL: the rows in order) and their constants c, packed from member offset
+ * poff[g] (a multiple of VW; poff[G] the total) in runs of VW members (D vectors of mu, then D of a) and
+ * padded to poff[g + 1] with zero precisions and the floored constant. Each row is read once. */
+typedef struct { const REAL *mu, *a, *c; const long *perm, *starts, *poff; long D; REAL *pm, *pc; } FN(pack_ctx);
+
+static void FN(pack_range)(void *vctx, long g0, long g1)
+{
+    const FN(pack_ctx) *x = (const FN(pack_ctx) *)vctx;
+    const long D = x->D;
+    for (long g = g0; g < g1; g++) {
+        const long first = x->starts[g], size = x->starts[g + 1] - first;
+        for (long v = x->poff[g] / VW; v < x->poff[g + 1] / VW; v++) {
+            REAL *panel = x->pm + v * 2 * D * VW;
+            for (long l = 0; l < VW; l++) {
+                const long j = v * VW + l - x->poff[g], inside = j < size;
+                const long n = !inside ? 0 : x->perm ? x->perm[first + j] : first + j;
+                const REAL *mun = x->mu + n * D, *an = x->a + n * D;
+                x->pc[v * VW + l] = inside ? x->c[n] : BIAS_FLOOR;
+                for (long d = 0; d < D; d++) {
+                    panel[d * VW + l] = inside ? mun[d] : 0;
+                    panel[(D + d) * VW + l] = inside ? an[d] : 0;
+                }
+            }
+        }
+    }
+}
+
+void FN(pack_panels)(const REAL *mu, const REAL *a, const REAL *c, const long *perm, const long *starts, long G,
+                     long D, const long *poff, REAL *pm, REAL *pc, int threads)
+{
+    FN(pack_ctx) ctx = {mu, a, c, perm, starts, poff, D, pm, pc};
+    parallel_for(G, G / (4L * (threads > 1 ? threads : 1)) + 1, threads, FN(pack_range), &ctx);
+}
+
+/* The pruned kernel's boxes of its groups (rows perm[starts[g]] .. as in pack_panels): lo, hi (means),
+ * lvlo, lvhi (log-variances), (G, D) each, and wmax (G,), the largest log weight (lw NULL: all 0). */
+typedef struct { const REAL *mu, *lv, *lw; const long *perm, *starts; long D; REAL *lo, *hi, *lvlo, *lvhi, *wmax; } FN(box_ctx);
+
+static void FN(box_range)(void *vctx, long g0, long g1)
+{
+    const FN(box_ctx) *x = (const FN(box_ctx) *)vctx;
+    const long D = x->D;
+    for (long g = g0; g < g1; g++) {
+        REAL *lo = x->lo + g * D, *hi = x->hi + g * D, *al = x->lvlo + g * D, *ah = x->lvhi + g * D;
+        REAL w = LOWEST;
+        for (long i = x->starts[g]; i < x->starts[g + 1]; i++) {
+            const long n = x->perm[i];
+            const REAL *m = x->mu + n * D, *l = x->lv + n * D;
+            const int first = i == x->starts[g];
+            for (long d = 0; d < D; d++) {
+                lo[d] = first || m[d] < lo[d] ? m[d] : lo[d];
+                hi[d] = first || m[d] > hi[d] ? m[d] : hi[d];
+                al[d] = first || l[d] < al[d] ? l[d] : al[d];
+                ah[d] = first || l[d] > ah[d] ? l[d] : ah[d];
+            }
+            const REAL wn = x->lw ? x->lw[n] : 0;
+            w = wn > w ? wn : w;
+        }
+        x->wmax[g] = w;
+    }
+}
+
+void FN(group_boxes)(const REAL *mu, const REAL *lv, const REAL *lw, const long *perm, const long *starts, long G,
+                     long D, REAL *lo, REAL *hi, REAL *lvlo, REAL *lvhi, REAL *wmax, int threads)
+{
+    FN(box_ctx) ctx = {mu, lv, lw, perm, starts, D, lo, hi, lvlo, lvhi, wmax};
+    parallel_for(G, G / (4L * (threads > 1 ? threads : 1)) + 1, threads, FN(box_range), &ctx);
+}
+
 void FN(joint_lse)(const REAL *z, long Q, const REAL *mu, const REAL *a, const REAL *c,
                    const REAL *bias, long N, long D, REAL *out, int threads)
 {
     if (Q <= 0) return;
-    const long nvec = (N + VW - 1) / VW;
+    const long nvec = (N + VW - 1) / VW, starts[2] = {0, N}, poff[2] = {0, nvec * VW};
     REAL *pm = (REAL *)malloc(sizeof(REAL) * nvec * 2 * D * VW);
     REAL *pc = (REAL *)malloc(sizeof(REAL) * nvec * VW);
-    for (long v = 0; v < nvec; v++) {
-        REAL *panel = pm + v * 2 * D * VW;
-        for (long l = 0; l < VW; l++) {
-            const long n = v * VW + l;
-            const REAL *mun = mu + n * D, *an = a + n * D;
-            pc[n] = n < N ? c[n] : BIAS_FLOOR;
-            for (long d = 0; d < D; d++) {
-                panel[d * VW + l] = n < N ? mun[d] : 0;
-                panel[(D + d) * VW + l] = n < N ? an[d] : 0;
-            }
-        }
-    }
+    FN(pack_range)(&(FN(pack_ctx)){mu, a, c, NULL, starts, poff, D, pm, pc}, 0, 1);
     long block = PANEL_BYTES / (2 * D * (long)sizeof(REAL)) / VW * VW;
     block = block < 4 * VW ? 4 * VW : block > BLOCK ? BLOCK : block;
     FN(joint_ctx) ctx = {z, pm, pc, bias, Q, N, D, block, out};
@@ -421,14 +472,15 @@ static inline double log_lower(double x)
     return (e + t + 0.27 * t * (1.0 - t)) * 0.69314718055994530942;
 }
 
-/* U (the bound of the largest member term, log w included) of units u0 .. u1 - 1 of a level for query
- * zi, into U[0 .. u1 - u0): min over lv in [lvlo, lvhi] of lv + r^2 exp(-lv) is at clamp(log r^2,
- * lvlo, lvhi) (convex in lv), where r is the distance of z_d to the box; log r^2 taken from below. */
-static void unit_bounds(const REAL *zi, long D, const prune_level *lv, long u0, long u1, double *U)
+/* S[j] = sum over the dimensions dims[0 .. nd) of min over lv in [lvlo, lvhi] of lv + r^2 exp(-lv), for units
+ * u0 .. u1 - 1 of a level and query zi: the minimum is at clamp(log r^2, lvlo, lvhi) (convex in lv), where r
+ * is the distance of z_d to the box; log r^2 taken from below. */
+static void unit_sums(const REAL *zi, const long *dims, long nd, const prune_level *lv, long u0, long u1, double *S)
 {
     const long nu = u1 - u0, C = lv->count;
-    for (long j = 0; j < nu; j++) U[j] = 0.0;
-    for (long d = 0; d < D; d++) {
+    for (long j = 0; j < nu; j++) S[j] = 0.0;
+    for (long k = 0; k < nd; k++) {
+        const long d = dims[k];
         const double zd = (double)zi[d];
         const double *lo = lv->lo + d * C + u0, *hi = lv->hi + d * C + u0, *al = lv->lvlo + d * C + u0,
                      *ah = lv->lvhi + d * C + u0, *il = lv->iel + d * C + u0, *ih = lv->ieh + d * C + u0;
@@ -443,17 +495,28 @@ static void unit_bounds(const REAL *zi, long D, const prune_level *lv, long u0, 
              * exp(lvlo) is itself subnormal. */
             const double mid = log_lower(r2 > DBL_MIN ? r2 : DBL_MIN);
             const double mid_f = (mid > al[j] ? mid : al[j]) + 1.0;
-            U[j] += t_lo <= 1.0 ? al[j] + t_lo : (t_hi >= 1.0 ? ah[j] + t_hi : mid_f);
+            S[j] += t_lo <= 1.0 ? al[j] + t_lo : (t_hi >= 1.0 ? ah[j] + t_hi : mid_f);
         }
     }
-    for (long j = 0; j < nu; j++) U[j] = lv->wmax[u0 + j] - 0.5 * ((double)D * PRUNE_LOG_2PI + U[j]);
+}
+
+/* U (the bound of the largest member term, log w included) of units u0 .. u1 - 1 of a level for query zi,
+ * into U[0 .. u1 - u0): the sums over the sharp dimensions of the units' own boxes, plus `flat`, the query's
+ * sum over the flat dimensions of the box of all components (a lower bound of every unit's, as that box
+ * contains theirs; where the components hardly differ, the units' own boxes would add next to nothing). */
+static void unit_bounds(const REAL *zi, long D, const long *sharp, long nsharp, double flat, const prune_level *lv,
+                        long u0, long u1, double *U)
+{
+    unit_sums(zi, sharp, nsharp, lv, u0, u1, U);
+    for (long j = 0; j < u1 - u0; j++) U[j] = lv->wmax[u0 + j] - 0.5 * ((double)D * PRUNE_LOG_2PI + flat + U[j]);
 }
 
 typedef struct {
     const REAL *z, *pm, *pc;
     const long *poff;
-    long D, nlev, max_fanout;
-    prune_level levels[PRUNE_MAX_LEVELS];
+    long D, nlev, max_fanout, nsharp;
+    const long *dims; /* the sharp dimensions (nsharp), then the flat ones */
+    prune_level levels[PRUNE_MAX_LEVELS], whole; /* whole: one unit, the box of all components */
     double log_cut;
     REAL *out;
     long *evaluated;
@@ -463,7 +526,7 @@ typedef struct {
 
 typedef struct {
     const REAL *z;  /* the block's first query */
-    double cut[PRUNE_BLOCK], run_max[PRUNE_BLOCK], run_sum[PRUNE_BLOCK];
+    double cut[PRUNE_BLOCK], run_max[PRUNE_BLOCK], run_sum[PRUNE_BLOCK], flat[PRUNE_BLOCK];
     long count[PRUNE_BLOCK], first_group[PRUNE_BLOCK];
     REAL (*L)[BLOCK]; /* TILE rows of group terms */
     REAL *zt;         /* TILE x D: the queries of one register tile */
@@ -481,7 +544,8 @@ static void FN(prune_visit)(const FN(pruned_ctx) *x, FN(prune_block) *b, long k,
     const long F = x->max_fanout, D = x->D;
     double *U = b->U + k * PRUNE_BLOCK * F;
     int *next = b->active + (k + 1) * PRUNE_BLOCK;
-    for (int t = 0; t < nq; t++) unit_bounds(b->z + active[t] * D, D, lv, u0, u1, U + t * F);
+    for (int t = 0; t < nq; t++)
+        unit_bounds(b->z + active[t] * D, D, x->dims, x->nsharp, b->flat[active[t]], lv, u0, u1, U + t * F);
     for (long u = u0; u < u1; u++) {
         int alive = 0;
         for (int t = 0; t < nq; t++)
@@ -530,8 +594,9 @@ static void FN(pruned_queries)(void *vctx, long i0, long i1)
             /* greedy descent: the child with the largest bound at every level */
             const REAL *zi = b.z + j * D;
             long u0 = 0, u1 = x->levels[0].count, best = 0;
+            unit_sums(zi, x->dims + x->nsharp, D - x->nsharp, &x->whole, 0, 1, &b.flat[j]);
             for (long k = 0; k < nlev; k++) {
-                unit_bounds(zi, D, &x->levels[k], u0, u1, b.U);
+                unit_bounds(zi, D, x->dims, x->nsharp, b.flat[j], &x->levels[k], u0, u1, b.U);
                 best = u0;
                 for (long u = u0 + 1; u < u1; u++) if (b.U[u - u0] > b.U[best - u0]) best = u;
                 u0 = x->levels[k].start[best];
@@ -561,20 +626,25 @@ static void FN(pruned_queries)(void *vctx, long i0, long i1)
 }
 
 /* ptrs: PRUNE_FIELDS pointers per level, in the order of prune_level (start, lo, hi, lvlo, lvhi, iel,
- * ieh, wmax, logn); counts: the units per level; max_fanout: the most children of one unit (and the
- * count of level 0); pm, pc, poff: the groups' panels (G + 1 offsets, each group padded to at most
- * BLOCK members). Returns 0, or -1 for more than PRUNE_MAX_LEVELS levels. */
+ * ieh, wmax, logn), for the nlev levels and then for `whole`, one unit holding every component; counts: the
+ * units per level; max_fanout: the most children of one unit (and the count of level 0); dims: the D
+ * dimensions, the nsharp whose boxes the units' bounds use first, then the flat ones, bounded once per query
+ * by the whole box; pm, pc, poff: the groups' panels (G + 1 offsets, each group padded to at most BLOCK
+ * members). Returns 0, or -1 for more than PRUNE_MAX_LEVELS levels. */
 int FN(pruned_joint_lse)(const REAL *z, long Q, long D, const REAL *pm, const REAL *pc, const long *poff,
-                         long nlev, const long *counts, void *const *ptrs, long max_fanout,
-                         double log_cut, REAL *out, long *evaluated, int threads)
+                         long nlev, const long *counts, void *const *ptrs, long max_fanout, const long *dims,
+                         long nsharp, double log_cut, REAL *out, long *evaluated, int threads)
 {
     if (nlev < 1 || nlev > PRUNE_MAX_LEVELS) return -1;
-    FN(pruned_ctx) ctx = {z, pm, pc, poff, D, nlev, max_fanout, {{0}}, log_cut, out, evaluated};
-    for (long k = 0; k < nlev; k++) {
+    FN(pruned_ctx) ctx = {z, pm, pc, poff, D, nlev, max_fanout, nsharp, dims, {{0}}, {0}, log_cut, out, evaluated};
+    for (long k = 0; k <= nlev; k++) {
         void *const *p = ptrs + k * PRUNE_FIELDS;
-        ctx.levels[k] = (prune_level){counts[k], (const long *)p[0], (const double *)p[1], (const double *)p[2],
-                                      (const double *)p[3], (const double *)p[4], (const double *)p[5],
-                                      (const double *)p[6], (const double *)p[7], (const double *)p[8]};
+        prune_level level = {k < nlev ? counts[k] : 1, (const long *)p[0], (const double *)p[1],
+                             (const double *)p[2], (const double *)p[3], (const double *)p[4],
+                             (const double *)p[5], (const double *)p[6], (const double *)p[7],
+                             (const double *)p[8]};
+        if (k < nlev) ctx.levels[k] = level;
+        else ctx.whole = level;
     }
     parallel_for(Q, 16, threads, FN(pruned_queries), &ctx);
     return 0;
@@ -582,70 +652,118 @@ int FN(pruned_joint_lse)(const REAL *z, long Q, long D, const REAL *pm, const RE
 
 /* k-d ordering (estimators.kernels.pruned.kd_order): recursive median bisection of the rows of pts (n, D)
  * along the dimension of largest spread / scale, down to leaves of at most `leaf` rows, depth first.
- * perm receives the ordering and starts the first row of each leaf; returns the number of leaves. */
-static void FN(select_kth)(REAL *key, long *idx, long n, long k)
+ * The rows are copied once into a working array that is partitioned in place, row by row, with the
+ * permutation alongside: every pass reads contiguous rows, where selecting through the permutation into
+ * pts missed the cache at every step. The first splits run in order; the subtrees below them on the
+ * threads (their leaves do not depend on the order in which subtrees finish). */
+static inline void FN(swap_rows)(REAL *w, long *perm, long D, long i, long j)
 {
-    /* quickselect on the gathered keys, moving the indices along: contiguous, where selecting through
-     * idx into the rows of pts missed the cache at every step */
-    long lo = 0, hi = n - 1;
+    REAL *a = w + i * D, *b = w + j * D;
+    for (long d = 0; d < D; d++) { REAL t = a[d]; a[d] = b[d]; b[d] = t; }
+    long t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+}
+
+/* Partition rows [b, e) of w about their median along the widest dimension (scaled): returns b + (e - b) / 2,
+ * with every key of [b, mid) <= every key of [mid, e) (quickselect, Hoare partitions). */
+static long FN(kd_split)(REAL *w, long *perm, long b, long e, long D, const REAL *scale)
+{
+    REAL *box = (REAL *)malloc(sizeof(REAL) * 2 * D), *top = box + D;
+    memcpy(box, w + b * D, sizeof(REAL) * D);
+    memcpy(top, w + b * D, sizeof(REAL) * D);
+    for (long i = b + 1; i < e; i++) { /* one pass over the rows */
+        const REAL *row = w + i * D;
+        for (long d = 0; d < D; d++) {
+            box[d] = row[d] < box[d] ? row[d] : box[d];
+            top[d] = row[d] > top[d] ? row[d] : top[d];
+        }
+    }
+    long best_d = 0;
+    double best = -1.0;
+    for (long d = 0; d < D; d++) {
+        const double spread = ((double)top[d] - box[d]) / scale[d];
+        if (spread > best) { best = spread; best_d = d; }
+    }
+    free(box);
+    const long k = b + (e - b) / 2;
+    long lo = b, hi = e - 1;
+    REAL *key = w + best_d;
     while (lo < hi) {
-        REAL pivot = key[(lo + hi) / 2];
+        const REAL pivot = key[((lo + hi) / 2) * D];
         long i = lo, j = hi;
         while (i <= j) {
-            while (key[i] < pivot) i++;
-            while (key[j] > pivot) j--;
-            if (i <= j) {
-                REAL kt = key[i]; key[i] = key[j]; key[j] = kt;
-                long t = idx[i]; idx[i] = idx[j]; idx[j] = t;
-                i++; j--;
-            }
+            while (key[i * D] < pivot) i++;
+            while (key[j * D] > pivot) j--;
+            if (i <= j) { FN(swap_rows)(w, perm, D, i, j); i++; j--; }
         }
         if (k <= j) hi = j;
         else if (k >= i) lo = i;
         else break;
     }
+    return k;
 }
+
+typedef struct { REAL *w; long *perm; long D, leaf; const REAL *scale; const long *ranges; char *is_start; } FN(kd_ctx);
+
+/* Depth-first splitting of the ranges r0 .. r1 - 1 (pairs in ctx->ranges) down to leaves, marked in is_start. */
+static void FN(kd_subtrees)(void *vctx, long r0, long r1)
+{
+    const FN(kd_ctx) *x = (const FN(kd_ctx) *)vctx;
+    long cap = 128, top = 0;
+    long *stack = (long *)malloc(sizeof(long) * 2 * cap);
+    for (long r = r0; r < r1; r++) {
+        stack[0] = x->ranges[2 * r]; stack[1] = x->ranges[2 * r + 1]; top = 1;
+        while (top > 0) {
+            top--;
+            const long b = stack[2 * top], e = stack[2 * top + 1];
+            if (e - b <= x->leaf) { if (e > b) x->is_start[b] = 1; continue; }
+            const long mid = FN(kd_split)(x->w, x->perm, b, e, x->D, x->scale);
+            if (top + 2 > cap) { cap *= 2; stack = (long *)realloc(stack, sizeof(long) * 2 * cap); }
+            stack[2 * top] = mid; stack[2 * top + 1] = e; top++;
+            stack[2 * top] = b; stack[2 * top + 1] = mid; top++;
+        }
+    }
+    free(stack);
+}
+
+#define KD_SUBTREES 16 /* ranges split in order before the threads take the subtrees below them */
 
 /* The members per panel vector of this build (the pruned groups are padded to multiples of it). */
 long FN(vector_width)(void) { return VW; }
 
-long FN(kd_order)(const REAL *pts, long n, long D, const REAL *scale, long leaf, long *perm, long *starts)
+long FN(kd_order)(const REAL *pts, long n, long D, const REAL *scale, long leaf, long *perm, long *starts,
+                  int threads)
 {
     for (long i = 0; i < n; i++) perm[i] = i;
     if (n == 0) return 0;
-    long cap = 128, top = 0, leaves = 0;
-    long *stack = (long *)malloc(sizeof(long) * 2 * cap);
-    REAL *key = (REAL *)malloc(sizeof(REAL) * n);
-    REAL *lo = (REAL *)malloc(sizeof(REAL) * 2 * D), *hi = lo + D;
-    stack[0] = 0; stack[1] = n; top = 1;
-    while (top > 0) {
-        top--;
-        long b = stack[2 * top], e = stack[2 * top + 1], m = e - b;
-        if (m <= leaf) { starts[leaves++] = b; continue; }
-        for (long d = 0; d < D; d++) lo[d] = hi[d] = pts[perm[b] * D + d];
-        for (long i = b + 1; i < e; i++) { /* one pass over the rows: each is read whole */
-            const REAL *row = pts + perm[i] * D;
-            for (long d = 0; d < D; d++) {
-                lo[d] = row[d] < lo[d] ? row[d] : lo[d];
-                hi[d] = row[d] > hi[d] ? row[d] : hi[d];
+    REAL *w = (REAL *)malloc(sizeof(REAL) * n * D);
+    char *is_start = (char *)calloc(n, 1);
+    memcpy(w, pts, sizeof(REAL) * n * D);
+    /* breadth first until KD_SUBTREES ranges (or leaves): the same splits as depth first, in another order */
+    long ranges[2 * KD_SUBTREES], next[2 * KD_SUBTREES], count = 1;
+    ranges[0] = 0; ranges[1] = n;
+    for (;;) {
+        long c = 0, split = 0;
+        for (long r = 0; r < count; r++) {
+            const long b = ranges[2 * r], e = ranges[2 * r + 1];
+            if (e - b > leaf && 2 * count <= KD_SUBTREES) {
+                const long mid = FN(kd_split)(w, perm, b, e, D, scale);
+                next[2 * c] = b; next[2 * c + 1] = mid; c++;
+                next[2 * c] = mid; next[2 * c + 1] = e; c++;
+                split = 1;
+            } else {
+                next[2 * c] = b; next[2 * c + 1] = e; c++;
             }
         }
-        long best_d = 0;
-        double best = -1.0;
-        for (long d = 0; d < D; d++) {
-            double spread = ((double)hi[d] - lo[d]) / scale[d];
-            if (spread > best) { best = spread; best_d = d; }
-        }
-        for (long i = b; i < e; i++) key[i] = pts[perm[i] * D + best_d];
-        long half = m / 2;
-        FN(select_kth)(key + b, perm + b, m, half);
-        if (top + 2 > cap) { cap *= 2; stack = (long *)realloc(stack, sizeof(long) * 2 * cap); }
-        /* push the upper half first: the lower half is split next (depth first, in order) */
-        stack[2 * top] = b + half; stack[2 * top + 1] = e; top++;
-        stack[2 * top] = b; stack[2 * top + 1] = b + half; top++;
+        memcpy(ranges, next, sizeof(long) * 2 * c);
+        count = c;
+        if (!split) break;
     }
-    free(stack);
-    free(key);
-    free(lo);
+    FN(kd_ctx) ctx = {w, perm, D, leaf, scale, ranges, is_start};
+    parallel_for(count, 1, n * D >= (1L << 16) ? threads : 1, FN(kd_subtrees), &ctx);
+    long leaves = 0;
+    for (long i = 0; i < n; i++)
+        if (is_start[i]) starts[leaves++] = i;
+    free(w);
+    free(is_start);
     return leaves;
 }
