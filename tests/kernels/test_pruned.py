@@ -94,16 +94,20 @@ def test_without_the_native_kernel_the_dense_one_runs(monkeypatch):
     assert not stats.native and stats.fraction_evaluated == 1.0
 
 
-def test_the_c_kd_order_makes_the_same_leaves_as_the_numpy_one():
+def _assert_the_leaves_of_the_numpy_kd_order(pts, scale, leaf):
+    """kd_order (the C loop where it runs) makes the numpy order's leaves: the same starts, the same members."""
     from estimators.kernels.pruned import _kd_order_numpy
-    pts = np.random.default_rng(1).normal(size=(3000, 5)) * np.array([1.0, 5.0, 0.1, 2.0, 1.0])
-    scale = np.array([1.0, 1.0, 0.05, 1.0, 2.0])
-    want = _kd_order_numpy(pts, scale, 23)
-    got = kd_order(pts, scale, 23)
+    want = _kd_order_numpy(pts, scale, leaf)
+    got = kd_order(pts, scale, leaf)
     np.testing.assert_array_equal(got[1], want[1])
-    bounds = np.append(want[1], 3000)
+    bounds = np.append(want[1], pts.shape[0])
     for a, b in zip(bounds[:-1], bounds[1:]):
         assert set(got[0][a:b].tolist()) == set(want[0][a:b].tolist())
+
+
+def test_the_c_kd_order_makes_the_same_leaves_as_the_numpy_one():
+    pts = np.random.default_rng(1).normal(size=(3000, 5)) * np.array([1.0, 5.0, 0.1, 2.0, 1.0])
+    _assert_the_leaves_of_the_numpy_kd_order(pts, np.array([1.0, 1.0, 0.05, 1.0, 2.0]), 23)
 
 
 needs_native = pytest.mark.skipif(native.get() is None, reason="the C kernel is not built here")
@@ -176,13 +180,6 @@ def test_exact_for_queries_far_outside_the_box_of_a_flat_dimension():
 @needs_native
 def test_the_threaded_c_kd_order_makes_the_numpy_leaves(monkeypatch):
     """Above 65,536 values the subtrees split on threads: the leaves are those of the sequential order."""
-    from estimators.kernels.pruned import _kd_order_numpy
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     pts = np.random.default_rng(2).normal(size=(30000, 4)) * np.array([1.0, 3.0, 0.2, 1.0])
-    scale = np.ones(4)
-    want = _kd_order_numpy(pts, scale, 64)
-    got = kd_order(pts, scale, 64)
-    np.testing.assert_array_equal(got[1], want[1])
-    bounds = np.append(want[1], 30000)
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        assert set(got[0][a:b].tolist()) == set(want[0][a:b].tolist())
+    _assert_the_leaves_of_the_numpy_kd_order(pts, np.ones(4), 64)
